@@ -1,0 +1,27 @@
+"""Errors that reach the user as one sentence, and the exit code each one maps to."""
+
+from __future__ import annotations
+
+
+class BatchrankError(Exception):
+    """A problem the user can fix: a bad spec, bad input, a refused resume. The CLI exits 2."""
+
+    exit_code = 2
+
+
+class SpecError(BatchrankError):
+    """The job spec is invalid; the message names the field."""
+
+
+class InputDataError(BatchrankError):
+    """The input Parquet is missing, unreadable or has bad rows; the message names file, column or row."""
+
+
+class CheckpointError(BatchrankError):
+    """The output directory holds another job's checkpoint, or is locked by a running job."""
+
+
+class RunFailure(Exception):
+    """The job failed while running (engine crash, write error). Finished parts are kept. The CLI exits 1."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Executors: run a job's pending chunks through a scorer."""

@@ -1,0 +1,60 @@
+"""The local executor: one engine in this process; reading and tokenizing run ahead on a thread."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import polars as pl
+
+from batchrank.errors import RunFailure
+from batchrank.plan import Chunk
+from batchrank.scoring.base import PreparedChunk, Scorer
+
+log = logging.getLogger(__name__)
+
+ChunkWork = tuple[Chunk, pl.DataFrame, PreparedChunk]
+
+
+def score_with_retries(scorer: Scorer, work: ChunkWork, max_attempts: int) -> np.ndarray:
+    chunk, _, prepared = work
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return scorer.score(prepared)
+        except Exception as error:  # noqa: BLE001 - any engine error is retried, then reported with the chunk
+            if attempt == max_attempts:
+                raise RunFailure(
+                    f"chunk {chunk.chunk_id} (rows {chunk.start}..{chunk.start + chunk.num_rows - 1}) failed "
+                    f"{max_attempts} time(s); last error: {type(error).__name__}: {error}"
+                ) from error
+            log.warning("chunk %d failed (attempt %d/%d): %s; retrying", chunk.chunk_id, attempt, max_attempts, error)
+    raise AssertionError("unreachable")
+
+
+def run_local(
+    chunks: Iterable[Chunk],
+    load: Callable[[Chunk], ChunkWork],
+    scorer: Scorer,
+    finish: Callable[[ChunkWork, np.ndarray], None],
+    max_attempts: int,
+    prefetch: int,
+) -> None:
+    """Score chunks in order; `load` (read + tokenize) for the next chunks overlaps the engine's work."""
+    pending = iter(chunks)
+    in_flight: deque[Future[ChunkWork]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchrank-prepare") as pool:
+        try:
+            for chunk in pending:
+                in_flight.append(pool.submit(load, chunk))
+                if len(in_flight) > prefetch:
+                    work = in_flight.popleft().result()
+                    finish(work, score_with_retries(scorer, work, max_attempts))
+            while in_flight:
+                work = in_flight.popleft().result()
+                finish(work, score_with_retries(scorer, work, max_attempts))
+        finally:
+            for future in in_flight:
+                future.cancel()

@@ -1,0 +1,67 @@
+"""What the CLI prints: run summaries, previews of the ranked output, input reports, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import polars as pl
+
+from batchrank.checkpoint import OutputDir
+from batchrank.errors import CheckpointError
+from batchrank.io.validate import InputReport
+from batchrank.job import JobResult
+
+
+def read_scores(output: str | Path) -> pl.DataFrame:
+    """The scored output of a job as one frame (every part of OUTPUT/scores)."""
+    return pl.read_parquet(str(Path(output) / "scores" / "part-*.parquet"))
+
+
+def print_run_summary(result: JobResult) -> None:
+    info = result.run_info
+    if result.already_complete:
+        click.echo(f"nothing to do: {result.output} is already complete ({result.total_pairs} pairs scored)")
+        return
+    click.echo(
+        f"scored {result.total_pairs} pairs in {result.total_chunks} chunks "
+        f"({result.chunks_scored} this run, {info['pairs_per_second_this_run']:.1f} pairs/s, "
+        f"{info['truncated_pairs']} truncated)"
+    )
+    click.echo(f"scores: {result.output / 'scores'}  run info: {result.output / 'run.json'}")
+
+
+def print_preview(output: Path, queries: int, top: int = 3) -> None:
+    scores = read_scores(output)
+    first_queries = scores["query_id"].unique(maintain_order=True).head(queries)
+    for query_id in first_queries:
+        rows = scores.filter(pl.col("query_id") == query_id).sort("rank").head(top)
+        title = rows["query"][0] if "query" in rows.columns else query_id
+        click.echo(f"\n{query_id}: {title}")
+        for row in rows.iter_rows(named=True):
+            text = row.get("document") or row["doc_id"]
+            click.echo(f"  {row['rank']:>3}  {row['score']:.4f}  {row['doc_id']}  {_shorten(str(text), 90)}")
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_input_report(report: InputReport) -> None:
+    click.echo(f"files: {report.files}  rows: {report.rows}  queries: {report.queries}")
+    click.echo(f"query length (chars): {report.query_chars}")
+    click.echo(f"document length (chars): {report.doc_chars}")
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+
+
+def print_status(output_dir: str) -> None:
+    out = OutputDir(output_dir)
+    manifest = out.read_manifest()
+    if manifest is None:
+        raise CheckpointError(f"{output_dir}: no job.json here; not a batchrank output directory (or not started)")
+    done_ids = {c.chunk_id for c in manifest.chunks if out.part_path(c).exists()}
+    rows = sum(c.num_rows for c in manifest.chunks if c.chunk_id in done_ids)
+    state = "complete" if out.success_path.exists() else "incomplete"
+    click.echo(f"{output_dir}: {state}")
+    click.echo(f"chunks: {len(done_ids)}/{len(manifest.chunks)}  rows scored: {rows}/{manifest.total_rows}")

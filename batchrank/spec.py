@@ -1,0 +1,169 @@
+"""The job spec: YAML in, a typed and validated JobSpec out, with `--set a.b=c` overrides and `${ENV}` values.
+
+This is the only module that parses job YAML. Every knob of a job lives here, with its default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from batchrank.errors import SpecError
+
+ModelKind = Literal["qwen3-yes-no", "cross-encoder", "embedding"]
+CANONICAL_COLUMNS = ("query_id", "query", "doc_id", "document")
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputSpec(_Strict):
+    path: str = Field(description="a Parquet file, a directory of Parquet files, or a glob")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="map from query_id, query, doc_id, document to the file's column names"
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; the keys are {list(CANONICAL_COLUMNS)}")
+        return columns
+
+    def column(self, canonical: str) -> str:
+        """The file's column name for a canonical column (identity when not mapped)."""
+        return self.columns.get(canonical, canonical)
+
+
+class ModelSpec(_Strict):
+    path: str = Field(description="a local model directory (no hub)")
+    kind: ModelKind | None = Field(default=None, description="detected from the model's config.json when omitted")
+    dtype: str = "auto"
+    max_model_len: int | None = Field(default=None, gt=8)
+    trust_remote_code: bool = False
+    engine: dict[str, Any] = Field(default_factory=dict, description="passed through to vllm.LLM")
+
+
+class PromptSpec(_Strict):
+    template: str | None = Field(
+        default=None, description="qwen3, sep, sep-instruct, or a custom string; default follows model.kind"
+    )
+    instruction: str | None = None
+
+
+class RunSpec(_Strict):
+    executor: Literal["local"] = "local"
+    chunk_size: int = Field(default=2000, gt=0, description="pairs per chunk (whole queries; see plan.py)")
+    max_attempts: int = Field(default=2, gt=0, description="tries per chunk before the job stops")
+    prefetch_chunks: int = Field(default=2, ge=0, description="chunks read and tokenized ahead of the engine")
+
+
+class OutputSpec(_Strict):
+    path: str
+    keep_columns: list[str] = Field(default_factory=list)
+
+    @field_validator("keep_columns")
+    @classmethod
+    def _not_reserved(cls, columns: list[str]) -> list[str]:
+        reserved = sorted(set(columns) & {"query_id", "doc_id", "score", "rank"})
+        if reserved:
+            raise ValueError(f"{reserved} are always in the output; list only extra input columns")
+        return columns
+
+
+class JobSpec(_Strict):
+    input: InputSpec
+    model: ModelSpec
+    prompt: PromptSpec = Field(default_factory=PromptSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+    output: OutputSpec
+
+    def results_fingerprint(self) -> str:
+        """A hash of every setting that changes which rows are scored or what they score."""
+        relevant = self.model_dump(mode="json", exclude={"run": {"executor", "max_attempts", "prefetch_chunks"}})
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def interpolate_env(value: Any, where: str = "") -> Any:
+    """Replace ${NAME} and ${NAME:-default} in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {key: interpolate_env(item, f"{where}.{key}".lstrip(".")) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise SpecError(f"{where}: environment variable ${{{name}}} is not set")
+
+    return _ENV_PATTERN.sub(replace, value)
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (so 3 is an int, [a, b] a list)."""
+    if "=" not in assignment:
+        raise SpecError(f"--set {assignment!r}: expected KEY=VALUE, e.g. run.chunk_size=500")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise SpecError(f"--set {assignment!r}: empty key in {dotted!r}")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise SpecError(f"--set {assignment!r}: {key} is not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{field}: {message}")
+    return f"{source}: invalid job spec: " + "; ".join(problems)
+
+
+def parse_spec(tree: Any, source: str = "job spec", overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
+    """Validate a parsed YAML tree (after env interpolation and overrides) into a JobSpec."""
+    if not isinstance(tree, dict):
+        raise SpecError(f"{source}: a job spec is a YAML mapping with input, model, prompt, run and output")
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    tree = interpolate_env(tree)
+    try:
+        return JobSpec.model_validate(tree)
+    except ValidationError as error:
+        raise SpecError(_format_validation_error(source, error)) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
+    """Read a job spec from YAML. safe_load builds plain data only: no object construction tags."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: job spec not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot read job spec: {error}") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    return parse_spec(tree, str(path), overrides)

@@ -1,0 +1,94 @@
+"""Shared test fixtures: a tiny random-weight Qwen3 reranker, synthetic pairs, and job specs.
+
+Every in-process job with the same engine settings reuses one vLLM engine (batchrank.scoring.vllm_scorer keeps
+one per settings), so the suite pays the ~30 s engine start once for the tiny model.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from batchrank.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MAX_MODEL_LEN = 256
+WORDS = (
+    "water boils at one hundred degrees sea level pressure vaccine immune system trains cells python list sort "
+    "method returns new key function photosynthesis plants convert light energy sugar tower paris iron height "
+    "meters bread flour yeast dough oven revolution france king taxes debt people"
+).split()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_engines_at_the_end():
+    """Stop the shared engines while pytest still captures output (vLLM logs as they shut down)."""
+    yield
+    from batchrank.scoring.vllm_scorer import shutdown_engines
+
+    shutdown_engines()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The project's own builder, as a user would run it: python -m batchrank.models.random_qwen3 DIR."""
+    out = tmp_path_factory.mktemp("models") / "tiny-qwen3"
+    subprocess.run([sys.executable, "-m", "batchrank.models.random_qwen3", str(out)], check=True)
+    return str(out)
+
+
+def make_pairs(
+    n_queries: int, docs_per_query: int, seed: int = 0, doc_words: tuple[int, int] = (5, 40)
+) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    rows = []
+    for q in range(n_queries):
+        query = " ".join(rng.choices(WORDS, k=rng.randint(2, 6)))
+        for d in range(docs_per_query):
+            rows.append(
+                {
+                    "qid": f"q{q:03d}",
+                    "query_text": query,
+                    "pid": f"d{q:03d}-{d:03d}",
+                    "passage": " ".join(rng.choices(WORDS, k=rng.randint(*doc_words))),
+                    "bm25_rank": d + 1,
+                }
+            )
+    return rows
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def write_job(path: Path, input_path: Path | str, model: str, output: Path | str, **sections: Any) -> Path:
+    """A job spec for the synthetic pairs (columns qid, query_text, pid, passage, bm25_rank)."""
+    spec: dict[str, Any] = {
+        "input": {
+            "path": str(input_path),
+            "columns": {"query_id": "qid", "query": "query_text", "doc_id": "pid", "document": "passage"},
+        },
+        "model": {"path": model, "dtype": "float32", "max_model_len": TINY_MAX_MODEL_LEN},
+        "run": {"chunk_size": 50},
+        "output": {"path": str(output), "keep_columns": ["bm25_rank"]},
+    }
+    for section, values in sections.items():
+        spec.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_cli(*args: str) -> Result:
+    """batchrank in this process (the engine is shared with other tests)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -1,0 +1,87 @@
+"""Job specs: unknown keys, overrides, environment values, safe YAML, clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchrank.errors import SpecError
+from batchrank.spec import load_spec
+
+BASE = """
+input: {path: data/pairs.parquet}
+model: {path: /models/m}
+output: {path: out/x}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_identity_column_mapping(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, BASE))
+    assert spec.input.column("document") == "document"
+    assert spec.run.executor == "local" and spec.run.chunk_size == 2000
+    assert spec.model.kind is None and spec.prompt.template is None
+
+
+def test_unknown_key_is_an_error_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"model\.temprature: unknown key"):
+        load_spec(write(tmp_path, BASE.replace("{path: /models/m}", "{path: /models/m, temprature: 1}")))
+
+
+def test_unknown_column_mapping_key_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"input\.columns.*unknown key\(s\) \['passage'\]"):
+        load_spec(write(tmp_path, BASE.replace("{path: data/pairs.parquet}", "{path: p, columns: {passage: x}}")))
+
+
+def test_set_overrides_any_field_with_yaml_typed_values(tmp_path: Path) -> None:
+    spec = load_spec(
+        write(tmp_path, BASE),
+        ["run.chunk_size=500", "model.engine.max_num_seqs=64", "output.keep_columns=[a, b]", "prompt.template=sep"],
+    )
+    assert spec.run.chunk_size == 500
+    assert spec.model.engine == {"max_num_seqs": 64}
+    assert spec.output.keep_columns == ["a", "b"]
+    assert spec.prompt.template == "sep"
+
+
+def test_bad_override_value_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"run\.chunk_size"):
+        load_spec(write(tmp_path, BASE), ["run.chunk_size=lots"])
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):
+        load_spec(write(tmp_path, BASE), ["run.chunk_size"])
+
+
+def test_environment_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELS", "/srv/models")
+    text = BASE.replace("/models/m", "${MODELS}/qwen").replace("out/x", "${OUT_ROOT:-/tmp/o}/x")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.model.path == "/srv/models/qwen"
+    assert spec.output.path == "/tmp/o/x"
+
+
+def test_missing_environment_variable_names_it_and_the_field(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"model\.path: environment variable \$\{NOT_SET_ANYWHERE\} is not set"):
+        load_spec(write(tmp_path, BASE.replace("/models/m", "${NOT_SET_ANYWHERE}")))
+
+
+def test_yaml_object_tags_are_refused(tmp_path: Path) -> None:
+    evil = BASE + "extra: !!python/object/apply:os.system ['touch pwned']\n"
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(write(tmp_path, evil))
+    assert not Path("pwned").exists()
+
+
+def test_missing_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="job spec not found"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_keep_columns_may_not_name_output_columns(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"output\.keep_columns.*'score'"):
+        load_spec(write(tmp_path, BASE), ["output.keep_columns=[score]"])
