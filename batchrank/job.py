@@ -51,13 +51,20 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def plan_job(spec: JobSpec, files: InputFiles, out: OutputDir, fingerprint: dict[str, Any]) -> Manifest:
-    """Validate every row, then cut chunks (staging a grouped copy first if queries are scattered)."""
-    pairs = scan_pairs(spec.input, files, spec.output.keep_columns)
-    index = build_row_index(pairs)
+def check_rows(spec: JobSpec, files: InputFiles) -> pl.DataFrame:
+    """Validate every row (nulls, empties, duplicates); return the light row index the plan is cut from."""
+    index = build_row_index(scan_pairs(spec.input, files, spec.output.keep_columns))
     raise_on_problems(inspect_input(files, index))
+    return index
+
+
+def plan_chunks(
+    spec: JobSpec, files: InputFiles, index: pl.DataFrame, out: OutputDir, fingerprint: dict[str, Any]
+) -> Manifest:
+    """Cut chunks of whole queries, staging a copy grouped by query first if a query's rows are scattered."""
     staged = None
     if not queries_are_contiguous(index):
+        pairs = scan_pairs(spec.input, files, spec.output.keep_columns)
         staged_path = stage_grouped_copy(pairs, out.root / "staging" / "input-grouped-by-query.parquet")
         log.info("input rows of a query are not contiguous: staged a copy grouped by query at %s", staged_path)
         staged = str(staged_path)
@@ -129,19 +136,18 @@ def _run_locked(
     spec: JobSpec, files: InputFiles, out: OutputDir, overwrite: bool, scorer_factory: ScorerFactory | None
 ) -> JobResult:
     fingerprint = job_fingerprint(spec, files)
-    manifest = out.read_manifest()
-    if manifest is not None and overwrite:
-        log.info("--overwrite: removing the previous results in %s", out.root)
-        out.clear()
-        manifest = None
+    manifest = None if overwrite else out.read_manifest()
     if manifest is not None:
         out.check_resumable(manifest, fingerprint)
         if out.success_path.exists():
             run_info = json.loads(out.run_info_path.read_text())
             return JobResult(out.root, manifest.total_rows, len(manifest.chunks), 0, True, run_info)
     else:
+        index = check_rows(spec, files)  # bad rows stop the job before anything in the output is touched
+        if overwrite:
+            log.info("--overwrite: removing the previous results in %s", out.root)
         out.clear()
-        manifest = plan_job(spec, files, out, fingerprint)
+        manifest = plan_chunks(spec, files, index, out, fingerprint)
         out.write_manifest(manifest)
     out.remove_temporaries()
     done = out.finished_chunks(manifest)

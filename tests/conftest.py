@@ -72,7 +72,7 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def write_job(path: Path, input_path: Path | str, model: str, output: Path | str, **sections: Any) -> Path:
+def write_job(path: Path, input_path: Path | str, model: str, output_dir: Path | str, **sections: Any) -> Path:
     """A job spec for the synthetic pairs (columns qid, query_text, pid, passage, bm25_rank)."""
     spec: dict[str, Any] = {
         "input": {
@@ -81,7 +81,7 @@ def write_job(path: Path, input_path: Path | str, model: str, output: Path | str
         },
         "model": {"path": model, "dtype": "float32", "max_model_len": TINY_MAX_MODEL_LEN},
         "run": {"chunk_size": 50},
-        "output": {"path": str(output), "keep_columns": ["bm25_rank"]},
+        "output": {"path": str(output_dir), "keep_columns": ["bm25_rank"]},
     }
     for section, values in sections.items():
         spec.setdefault(section, {}).update(values)
