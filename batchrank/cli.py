@@ -1,4 +1,4 @@
-"""The batchrank command line: run, validate, status."""
+"""The batchrank command line: run, validate, status, eval, export, report."""
 
 from __future__ import annotations
 
@@ -78,7 +78,10 @@ def main(verbose: bool) -> None:
 @click.option("--preview", default=3, show_default=True, help="Print the top results of this many queries at the end.")
 @_user_errors
 def run(job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> None:
-    """Score every pair of JOB's input and write ranked Parquet parts; resumes a killed run."""
+    """Score every pair of JOB's input and write ranked Parquet parts; resumes a killed run.
+
+    At the end: the metrics table and OUTPUT/eval.json when eval.qrels is set, and OUTPUT/report.html.
+    """
     from batchrank.job import run_job
     from batchrank.report import print_preview, print_run_summary
     from batchrank.spec import load_spec
@@ -86,9 +89,15 @@ def run(job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> 
     spec = load_spec(job, overrides)
     if spec.model.trust_remote_code:
         log.warning("model.trust_remote_code is on: Python code from %s will run", spec.model.path)
+    qrels = None
+    if spec.eval.qrels:  # read first: a bad qrels file should stop the job before hours of scoring, not after
+        from batchrank.qrels import read_qrels
+
+        qrels = read_qrels(spec.eval.qrels)
     _stop_on_sigterm()
     result = run_job(spec, overwrite=overwrite)
     print_run_summary(result)
+    _evaluate_and_report(result.output, qrels)
     if preview:
         print_preview(result.output, preview)
 
@@ -108,6 +117,10 @@ def validate(job: str, overrides: tuple[str, ...]) -> None:
     spec = load_spec(job, overrides)
     if spec.prompt.template:
         parse_template(spec.prompt.template)
+    if spec.eval.qrels:
+        from batchrank.qrels import read_qrels
+
+        click.echo(f"qrels: {read_qrels(spec.eval.qrels).frame.height} judgments in {spec.eval.qrels}")
     files = open_input(spec.input, spec.output.keep_columns)
     report = inspect_input(files, build_row_index(scan_pairs(spec.input, files, spec.output.keep_columns)))
     print_input_report(report)
@@ -123,6 +136,84 @@ def status(output_dir: str) -> None:
     from batchrank.report import print_status
 
     print_status(output_dir)
+
+
+def _evaluate_and_report(output: str | os.PathLike[str], qrels: Any) -> None:
+    """With qrels: print the metrics table and write OUTPUT/eval.json. Always: write OUTPUT/report.html."""
+    from batchrank.eval import evaluate, format_table, write_eval_json
+    from batchrank.report_html import write_report
+
+    evaluation = None
+    if qrels is not None:
+        evaluation = evaluate(output, qrels)
+        click.echo("\n" + format_table(evaluation))
+        for note in evaluation.warnings():
+            click.echo(f"warning: {note}", err=True)
+        write_eval_json(evaluation, output)
+    click.echo(f"report: {write_report(output, evaluation, qrels)}")
+
+
+@main.command(name="eval")
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--qrels", required=True, type=click.Path(dir_okay=False),
+              help="TREC qrels (qid 0 docid grade) or Parquet (query_id, doc_id, relevance).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@_user_errors
+def eval_command(output_dir: str, qrels: str, as_json: bool) -> None:
+    """nDCG@10, MRR@10, Recall@100 and MAP of OUTPUT_DIR's ranking, next to the first stage's."""
+    import json
+
+    from batchrank.eval import evaluate, format_table
+    from batchrank.qrels import read_qrels
+
+    evaluation = evaluate(output_dir, read_qrels(qrels))
+    for note in evaluation.warnings():
+        click.echo(f"warning: {note}", err=True)
+    click.echo(json.dumps(evaluation.to_json()) if as_json else format_table(evaluation))
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["trec", "jsonl"]), default="trec", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Only each query's best K rows.")
+@click.option("--tag", default="batchrank", show_default=True, help="The run tag (last column of a TREC run).")
+@click.option("-o", "--output", "destination", type=click.Path(dir_okay=False), help="Write FILE, not stdout.")
+@_user_errors
+def export(output_dir: str, fmt: str, top: int | None, tag: str, destination: str | None) -> None:
+    """Write OUTPUT_DIR's ranking as a TREC run file (qid Q0 docid rank score tag) or JSON lines."""
+    from batchrank.export import export as export_ranking
+    from batchrank.export import export_to_path
+
+    if destination is None:
+        try:
+            export_ranking(output_dir, fmt, sys.stdout.buffer, top, tag)  # type: ignore[arg-type]
+            sys.stdout.flush()
+        except OSError as error:  # `batchrank export OUT | head`: the reader has all it wants
+            # polars reports a closed pipe as a plain OSError("Broken pipe (os error 32)"), errno unset.
+            if not isinstance(error, BrokenPipeError) and "os error 32" not in str(error):
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+    else:
+        rows = export_to_path(output_dir, fmt, destination, top, tag)  # type: ignore[arg-type]
+        click.echo(f"wrote {rows} rows to {destination}", err=True)
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--qrels", type=click.Path(dir_okay=False), help="Add metrics; default: the job spec's eval.qrels.")
+@_user_errors
+def report(output_dir: str, qrels: str | None) -> None:
+    """Write OUTPUT_DIR/report.html (metrics, plots, settings) and the plots as OUTPUT_DIR/report/*.png."""
+    from pathlib import Path
+
+    from batchrank.qrels import read_qrels
+    from batchrank.results import open_finished
+
+    configured = (open_finished(output_dir).run_info.get("spec", {}).get("eval") or {}).get("qrels")
+    if qrels is None and configured and Path(configured).is_file():
+        qrels = configured
+        click.echo(f"qrels from the job spec: {qrels}", err=True)
+    _evaluate_and_report(output_dir, read_qrels(qrels) if qrels else None)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -12,16 +13,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from batchrank.checkpoint import Manifest, OutputDir, write_text_atomically
-from batchrank.errors import InputDataError, RunFailure
-from batchrank.execute.local import ChunkWork, run_local
+from batchrank.errors import RunFailure
+from batchrank.execute.local import run_local_job
 from batchrank.io.input import InputFiles, open_input, scan_pairs
-from batchrank.io.parts import ChunkStats, rank_within_queries, read_part_stats, write_part_atomically
-from batchrank.io.validate import build_row_index, inspect_input, locate_row, raise_on_problems
-from batchrank.plan import Chunk, cut_chunks, job_fingerprint, queries_are_contiguous, query_sizes_in_order
+from batchrank.io.parts import read_part_stats
+from batchrank.io.validate import build_row_index, inspect_input, raise_on_problems
+from batchrank.plan import cut_chunks, job_fingerprint, queries_are_contiguous, query_sizes_in_order
 from batchrank.plan import stage_grouped_copy
 from batchrank.progress import Progress
 from batchrank.scoring.base import Scorer
@@ -73,43 +73,18 @@ def plan_chunks(
     return Manifest(fingerprint, chunks, index.height, staged)
 
 
-class ChunkIO:
-    """Reads a chunk's rows, prepares them for the scorer, and writes its scored part."""
+def choose_executor(spec: JobSpec) -> str:
+    """`auto` means Ray on a Ray cluster or a machine with several GPUs, one local engine otherwise."""
+    if spec.run.executor != "auto":
+        return spec.run.executor
+    if spec.run.ray_address or os.environ.get("RAY_ADDRESS"):
+        return "ray"
+    try:
+        import torch
 
-    def __init__(self, spec: JobSpec, files: InputFiles, manifest: Manifest, out: OutputDir, scorer: Scorer):
-        if manifest.staged_input:
-            self.pairs = pl.scan_parquet(manifest.staged_input)
-        else:
-            self.pairs = scan_pairs(spec.input, files, spec.output.keep_columns)
-        self.files, self.staged = files, manifest.staged_input is not None
-        self.keep = [c for c in spec.output.keep_columns if c not in ("query_id", "doc_id")]
-        self.out, self.scorer = out, scorer
-
-    def load(self, chunk: Chunk) -> ChunkWork:
-        frame = self.pairs.slice(chunk.start, chunk.num_rows).collect()
-        prepared = self.scorer.prepare(frame)
-        if prepared.too_long_rows:
-            first = prepared.too_long_rows[0]
-            row = frame.row(first, named=True)
-            where = "the staged input" if self.staged else "%s row %d" % locate_row(self.files, chunk.start + first)
-            raise InputDataError(
-                f"{where} (query_id {row['query_id']!r}, doc_id {row['doc_id']!r}): the query and instruction "
-                "alone do not fit model.max_model_len; raise it or shorten the query"
-            )
-        return chunk, frame, prepared
-
-    def finish(self, work: ChunkWork, scores: np.ndarray, seconds: float) -> None:
-        chunk, frame, prepared = work
-        scored = frame.select("query_id", "doc_id", *self.keep).with_columns(score=pl.Series(scores))
-        scored = rank_within_queries(scored).select("query_id", "doc_id", "score", "rank", *self.keep)
-        stats = ChunkStats(
-            chunk.chunk_id, prepared.num_pairs, prepared.prompt_tokens, prepared.truncated_pairs, seconds, time.time()
-        )
-        path = self.out.part_path(chunk)
-        try:
-            write_part_atomically(scored, path, stats)
-        except OSError as error:
-            raise RunFailure(f"{path}: cannot write the part: {error}") from error
+        return "ray" if torch.cuda.is_available() and torch.cuda.device_count() > 1 else "local"
+    except ImportError:
+        return "local"
 
 
 def _summarize_parts(out: OutputDir, manifest: Manifest) -> dict[str, int]:
@@ -155,25 +130,17 @@ def _run_locked(
     done_pairs = sum(c.num_rows for c in manifest.chunks if c.chunk_id in done)
     if done:
         log.info("resuming: %d of %d chunks already scored, %d to go", len(done), len(manifest.chunks), len(pending))
-    scorer_description: dict[str, Any] = {}
+    executor_summary: dict[str, Any] = {}
     progress = Progress(manifest.total_rows, done_pairs, len(manifest.chunks), len(done))
     try:
-        if pending:
+        if pending and choose_executor(spec) == "ray":
+            from batchrank.execute.ray_executor import run_ray_job
+
+            executor_summary = run_ray_job(spec, manifest, out, pending, progress)
+        elif pending:
             if scorer_factory is None:
                 from batchrank.scoring.vllm_scorer import VllmScorer as scorer_factory  # noqa: N813
-            scorer = scorer_factory(spec)
-            scorer_description = getattr(scorer, "describe", dict)()
-            io = ChunkIO(spec, files, manifest, out, scorer)
-            progress.restart_clock()
-            last = [time.perf_counter()]
-
-            def finish(work: ChunkWork, scores: np.ndarray) -> None:
-                now = time.perf_counter()
-                io.finish(work, scores, now - last[0])
-                last[0] = now
-                progress.chunk_done(work[0].num_rows)
-
-            run_local(pending, io.load, scorer, finish, spec.run.max_attempts, spec.run.prefetch_chunks)
+            executor_summary = run_local_job(spec, files, manifest, out, pending, progress, scorer_factory)
     finally:
         progress.close()
     totals = _summarize_parts(out, manifest)
@@ -181,7 +148,8 @@ def _run_locked(
         raise RunFailure(f"{out.scores}: parts hold {totals['pairs']} pairs, the plan {manifest.total_rows}")
     run_info = {
         "spec": spec.model_dump(mode="json"),
-        "model": {"path": spec.model.path, **scorer_description},
+        "model": {"path": spec.model.path, **executor_summary.pop("scorer", {})},
+        "execution": executor_summary,
         "versions": library_versions(),
         "chunks": len(manifest.chunks),
         "chunks_scored_this_run": len(pending),

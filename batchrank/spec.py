@@ -61,11 +61,33 @@ class PromptSpec(_Strict):
     instruction: str | None = None
 
 
+class WorkerResources(_Strict):
+    num_gpus: float = Field(default=1.0, ge=0)
+    num_cpus: float = Field(default=1.0, ge=0)
+
+
 class RunSpec(_Strict):
-    executor: Literal["local"] = "local"
+    executor: Literal["auto", "local", "ray"] = Field(
+        default="auto", description="auto: ray on a Ray cluster or with several GPUs, else local"
+    )
     chunk_size: int = Field(default=2000, gt=0, description="pairs per chunk (whole queries; see plan.py)")
     max_attempts: int = Field(default=2, gt=0, description="tries per chunk before the job stops")
     prefetch_chunks: int = Field(default=2, ge=0, description="chunks read and tokenized ahead of the engine")
+    num_workers: int | Literal["auto"] = Field(
+        default="auto", description="Ray actors; auto = GPUs / tensor_parallel_size (1 without GPUs)"
+    )
+    worker_resources: WorkerResources | None = Field(
+        default=None, description="per actor; default: tensor_parallel_size GPUs, or 1 CPU without GPUs"
+    )
+    chunks_in_flight_per_worker: int = Field(default=2, gt=0)
+    ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
+
+    @field_validator("num_workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1, or auto")
+        return value
 
 
 class OutputSpec(_Strict):
@@ -81,16 +103,26 @@ class OutputSpec(_Strict):
         return columns
 
 
+class EvalSpec(_Strict):
+    qrels: str | None = Field(
+        default=None, description="TREC qrels (qid 0 docid grade) or Parquet (query_id, doc_id, relevance)"
+    )
+
+
 class JobSpec(_Strict):
     input: InputSpec
     model: ModelSpec
     prompt: PromptSpec = Field(default_factory=PromptSpec)
     run: RunSpec = Field(default_factory=RunSpec)
     output: OutputSpec
+    eval: EvalSpec = Field(default_factory=EvalSpec)
 
     def results_fingerprint(self) -> str:
         """A hash of every setting that changes which rows are scored or what they score."""
-        relevant = self.model_dump(mode="json", exclude={"run": {"executor", "max_attempts", "prefetch_chunks"}})
+        how_to_run = {"executor", "max_attempts", "prefetch_chunks", "num_workers", "worker_resources",
+                      "chunks_in_flight_per_worker", "ray_address"}
+        # eval only reads the finished output: adding qrels to a job must not refuse its resume.
+        relevant = self.model_dump(mode="json", exclude={"run": how_to_run, "eval": True})
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 

@@ -18,9 +18,14 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     model = install_demo_model(root / "all-MiniLM-L6-v2")
     out = root / "out"
     result = run_cli("run", str(REPO / "jobs/demo.yaml"), "--set", f"model.path={model}", "--set", f"output.path={out}",
-                     "--set", f"input.path={REPO / 'jobs/data/demo/candidates.parquet'}")
+                     "--set", f"input.path={REPO / 'jobs/data/demo/candidates.parquet'}",
+                     "--set", f"eval.qrels={REPO / 'jobs/data/demo/qrels.txt'}")
     assert result.exit_code == 0, result.output
     assert "Q01: boiling point of water" in result.output, "the run prints the top results of a few queries"
+    # demo.yaml sets eval.qrels: the run ends with the metrics table, eval.json and the report.
+    assert "first stage   reranked" in result.output and "MRR@10" in result.output
+    assert "queries judged: 8 of 8" in result.output
+    assert (out / "eval.json").exists() and (out / "report.html").exists()
     return model, out
 
 

@@ -10,9 +10,12 @@ from batchrank.errors import SpecError
 from batchrank.spec import load_spec
 
 BASE = """
-input: {path: data/pairs.parquet}
-model: {path: /models/m}
-output: {path: out/x}
+input:
+  path: data/pairs.parquet
+model:
+  path: /models/m
+output:
+  path: out/x
 """
 
 
@@ -25,18 +28,18 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_and_identity_column_mapping(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, BASE))
     assert spec.input.column("document") == "document"
-    assert spec.run.executor == "local" and spec.run.chunk_size == 2000
+    assert spec.run.executor == "auto" and spec.run.chunk_size == 2000
     assert spec.model.kind is None and spec.prompt.template is None
 
 
 def test_unknown_key_is_an_error_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"model\.temprature: unknown key"):
-        load_spec(write(tmp_path, BASE.replace("{path: /models/m}", "{path: /models/m, temprature: 1}")))
+        load_spec(write(tmp_path, BASE.replace("  path: /models/m", "  path: /models/m\n  temprature: 1")))
 
 
 def test_unknown_column_mapping_key_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"input\.columns.*unknown key\(s\) \['passage'\]"):
-        load_spec(write(tmp_path, BASE.replace("{path: data/pairs.parquet}", "{path: p, columns: {passage: x}}")))
+        load_spec(write(tmp_path, BASE.replace("  path: data/pairs.parquet", "  path: p\n  columns: {passage: x}")))
 
 
 def test_set_overrides_any_field_with_yaml_typed_values(tmp_path: Path) -> None:

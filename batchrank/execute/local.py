@@ -7,16 +7,21 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import numpy as np
-import polars as pl
+import time
+from typing import Any
 
+import numpy as np
+
+from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import RunFailure
+from batchrank.execute.chunk_io import ChunkIO, ChunkWork
+from batchrank.io.input import InputFiles
 from batchrank.plan import Chunk
-from batchrank.scoring.base import PreparedChunk, Scorer
+from batchrank.progress import Progress
+from batchrank.scoring.base import Scorer
+from batchrank.spec import JobSpec
 
 log = logging.getLogger(__name__)
-
-ChunkWork = tuple[Chunk, pl.DataFrame, PreparedChunk]
 
 
 def score_with_retries(scorer: Scorer, work: ChunkWork, max_attempts: int) -> np.ndarray:
@@ -58,3 +63,29 @@ def run_local(
         finally:
             for future in in_flight:
                 future.cancel()
+
+
+def run_local_job(
+    spec: JobSpec,
+    files: InputFiles,
+    manifest: Manifest,
+    out: OutputDir,
+    pending: list[Chunk],
+    progress: Progress,
+    scorer_factory: Callable[[JobSpec], Scorer],
+) -> dict[str, Any]:
+    """Start one engine here and score the pending chunks; returns the scorer's description for run.json."""
+    scorer = scorer_factory(spec)
+    io = ChunkIO(spec, files, manifest, out, scorer)
+    progress.restart_clock()
+    last = time.perf_counter()
+
+    def finish(work: ChunkWork, scores: np.ndarray) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        io.finish(work, scores, now - last)
+        last = now
+        progress.chunk_done(work[0].num_rows)
+
+    run_local(pending, io.load, scorer, finish, spec.run.max_attempts, spec.run.prefetch_chunks)
+    return {"executor": "local", "scorer": getattr(scorer, "describe", dict)()}

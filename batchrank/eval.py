@@ -1,0 +1,225 @@
+"""Ranking metrics of a finished job against qrels: nDCG@10, MRR@10, Recall@100 and MAP, first stage vs reranked.
+
+Why ir-measures: it is maintained (releases in 2025) and computes nDCG, Recall and AP through pytrec_eval, the
+binding of the reference trec_eval, and RR@10 through the official MS MARCO script, so the numbers are the ones
+papers report. ranx is faster, but it pulls numba and pays JIT compilation on start-up, and a job is evaluated
+once over at most a few million rows, which ir-measures does in seconds.
+
+What is evaluated is the order of the output's `rank` column (batchrank broke score ties there by input order):
+the evaluators get -rank as the score. Handing them raw scores would let each break ties its own way (trec_eval
+by doc id descending, the MS MARCO script ascending), and tied scores are common with bf16 models.
+
+The first stage is the candidates' order before reranking, taken from, in this order:
+  1. a `first_stage_rank` (1 = best) or `first_stage_score` (higher = better) column kept in the output
+     (output.keep_columns): the output then carries everything needed, wherever it is copied;
+  2. the same column in the job's input (the spec in run.json), only if the input files are unchanged since the
+     run (path, size and mtime against job.json's fingerprint), joined on (query_id, doc_id);
+  3. otherwise none: only the reranked metrics are reported, with the reason. The input's row order is not used:
+     nothing declares it a ranking (a glob of files, a shuffled table), and a wrong baseline is worse than none.
+
+Ids are compared as strings (qrels are text). Only queries that are both in the output and in the qrels are
+averaged; output queries without judgments and qrels queries not in the output are counted and reported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ir_measures
+import polars as pl
+from ir_measures import AP, R, RR, nDCG
+from pydantic import ValidationError
+
+from batchrank.checkpoint import write_text_atomically
+from batchrank.errors import BatchrankError, InputDataError
+from batchrank.io.input import resolve_input_paths
+from batchrank.qrels import Qrels
+from batchrank.results import FinishedOutput, open_finished
+from batchrank.spec import InputSpec
+
+# Report names (what the MS MARCO and TREC literature calls them) and the ir-measures measure behind each.
+MEASURES = {"nDCG@10": nDCG @ 10, "MRR@10": RR @ 10, "Recall@100": R @ 100, "MAP": AP}
+FIRST_STAGE_COLUMNS = ("first_stage_rank", "first_stage_score")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    qrels_path: str
+    reranked: dict[str, float]
+    first_stage: dict[str, float] | None
+    first_stage_source: str  # where the first-stage order came from, or why there is none
+    queries_in_output: int
+    queries_judged: int
+    qrels_queries_not_in_output: int
+    per_query: pl.DataFrame  # query_id, stage ("reranked" | "first_stage"), metric, value
+
+    @property
+    def queries_without_judgments(self) -> int:
+        return self.queries_in_output - self.queries_judged
+
+    def warnings(self) -> list[str]:
+        notes = []
+        if self.queries_without_judgments:
+            notes.append(f"{self.queries_without_judgments} queries have no judgments and are not in the averages")
+        if self.qrels_queries_not_in_output:
+            notes.append(
+                f"qrels {self.qrels_path} judges {self.qrels_queries_not_in_output} queries that are not in "
+                "the output; they are ignored"
+            )
+        if self.first_stage is None:
+            notes.append(f"no first-stage metrics: {self.first_stage_source}")
+        return notes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reranked": self.reranked,
+            "first_stage": self.first_stage,
+            "queries_judged": self.queries_judged,
+            "queries_in_output": self.queries_in_output,
+            "queries_without_judgments": self.queries_without_judgments,
+            "qrels_queries_not_in_output": self.qrels_queries_not_in_output,
+            "first_stage_source": self.first_stage_source,
+            "qrels": self.qrels_path,
+            "measures": {name: str(measure) for name, measure in MEASURES.items()},
+        }
+
+
+def evaluate(output_dir: str | Path, qrels: Qrels) -> Evaluation:
+    """Metrics of the reranked order and, when a first-stage signal exists, of the first-stage order."""
+    out = open_finished(output_dir)
+    scores = out.scan_scores("query_id", "doc_id", "rank").collect()
+    output_queries = set(scores["query_id"].unique().to_list())
+    qrels_queries = set(qrels.frame["query_id"].unique().to_list())
+    judged = output_queries & qrels_queries
+    if not judged:
+        raise InputDataError(
+            f"qrels {qrels.path} judges none of the output's {len(output_queries)} queries (output query ids look "
+            f"like {sorted(output_queries)[:3]}, the qrels' like {sorted(qrels_queries)[:3]}); check the ids"
+        )
+    judgments: dict[str, dict[str, int]] = {}
+    for query_id, doc_ids, grades in (
+        qrels.frame.filter(pl.col("query_id").is_in(list(judged)))
+        .group_by("query_id")
+        .agg("doc_id", "relevance")
+        .iter_rows()
+    ):
+        judgments[query_id] = dict(zip(doc_ids, grades))
+    per_query = [_per_query(scores, judgments, "reranked")]
+    first_stage, source = _first_stage(out, scores)
+    if first_stage is not None:
+        per_query.append(_per_query(first_stage, judgments, "first_stage"))
+    frame = pl.concat(per_query)
+    return Evaluation(
+        qrels.path,
+        _means(frame, "reranked"),
+        _means(frame, "first_stage") if first_stage is not None else None,
+        source,
+        len(output_queries),
+        len(judged),
+        len(qrels_queries - output_queries),
+        frame,
+    )
+
+
+def _means(per_query: pl.DataFrame, stage: str) -> dict[str, float]:
+    rows = per_query.filter(pl.col("stage") == stage)
+    return {name: float(rows.filter(pl.col("metric") == name)["value"].mean()) for name in MEASURES}
+
+
+def _per_query(ranked: pl.DataFrame, judgments: dict[str, dict[str, int]], stage: str) -> pl.DataFrame:
+    """One value per judged query and metric; a query a provider leaves out (no relevant doc) scores 0."""
+    ranked = ranked.filter(pl.col("query_id").is_in(list(judgments)))
+    names = {measure: name for name, measure in MEASURES.items()}
+    values = {(query_id, name): 0.0 for query_id in judgments for name in MEASURES}
+    # A measure with cutoff k sees only the top k: handing it just those rows gives the same value, and spares
+    # the MS MARCO script (MRR@10) sorting every candidate of every query in Python (most of the time at 7M rows).
+    by_depth: dict[int | None, list[Any]] = {}
+    for measure in MEASURES.values():
+        by_depth.setdefault(measure.params.get("cutoff"), []).append(measure)
+    for depth, measures in by_depth.items():
+        rows = ranked if depth is None else ranked.filter(pl.col("rank") <= depth)
+        run = {
+            query_id: {doc_id: -float(rank) for doc_id, rank in zip(doc_ids, ranks)}
+            for query_id, doc_ids, ranks in rows.group_by("query_id").agg("doc_id", "rank").iter_rows()
+        }
+        if not run:
+            continue
+        for metric in ir_measures.iter_calc(measures, judgments, run):
+            if metric.query_id in judgments:
+                values[(metric.query_id, names[metric.measure])] = float(metric.value)
+    return pl.DataFrame(
+        [(query_id, stage, name, value) for (query_id, name), value in values.items()],
+        schema={"query_id": pl.String, "stage": pl.String, "metric": pl.String, "value": pl.Float64},
+        orient="row",
+    )
+
+
+def _first_stage(out: FinishedOutput, scores: pl.DataFrame) -> tuple[pl.DataFrame | None, str]:
+    """(query_id, doc_id, rank) of the first-stage order over the output's pairs, and where it came from."""
+    columns = out.columns
+    for column in FIRST_STAGE_COLUMNS:
+        if column in columns:
+            return _as_rank(out.scan_scores("query_id", "doc_id", column), column).collect(), f"output column {column}"
+    frame, source = _first_stage_from_input(out)
+    if frame is None:
+        return None, source
+    ranked = scores.select("query_id", "doc_id").join(frame.collect(), on=["query_id", "doc_id"], how="left")
+    # Pairs the input lacks a value for go last, in output order.
+    return ranked.with_columns(pl.col("rank").fill_null(2**31 - 1)), source
+
+
+def _as_rank(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """Ordinal ranks per query (ties and nulls in row order, nulls last), from a first-stage rank or score."""
+    if column == "first_stage_rank":
+        key = pl.col(column).cast(pl.Float64).fill_null(float("inf"))
+    else:
+        key = -pl.col(column).cast(pl.Float64).fill_null(float("-inf"))
+    return frame.select("query_id", "doc_id", rank=key.rank("ordinal").over("query_id"))
+
+
+def _first_stage_from_input(out: FinishedOutput) -> tuple[pl.LazyFrame | None, str]:
+    keep_hint = "keep first_stage_rank or first_stage_score in output.keep_columns to compare with the first stage"
+    try:
+        spec = InputSpec.model_validate(out.run_info["spec"]["input"])
+        paths = resolve_input_paths(spec.path)
+    except (KeyError, TypeError, ValidationError, BatchrankError):
+        return None, f"the output has no first-stage column and the job's input is not readable; {keep_hint}"
+    current = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+    if out.manifest().get("fingerprint", {}).get("inputs") != current:
+        return None, f"the output has no first-stage column and the job's input changed since the run; {keep_hint}"
+    names = pl.scan_parquet([str(p) for p in paths]).collect_schema().names()
+    for column in FIRST_STAGE_COLUMNS:
+        if column in names:
+            frame = pl.scan_parquet([str(p) for p in paths]).select(
+                pl.col(spec.column("query_id")).cast(pl.String).alias("query_id"),
+                pl.col(spec.column("doc_id")).cast(pl.String).alias("doc_id"),
+                pl.col(column),
+            )
+            return _as_rank(frame, column), f"input column {column} of {spec.path}"
+    return None, f"neither the output nor the job's input has a first-stage column; {keep_hint}"
+
+
+def format_table(evaluation: Evaluation) -> str:
+    """metric | first stage | reranked | delta, then how many queries the averages cover."""
+    lines = []
+    if evaluation.first_stage is not None:
+        lines.append(f"{'metric':<12}{'first stage':>13}{'reranked':>11}{'delta':>10}")
+        for name in MEASURES:
+            before, after = evaluation.first_stage[name], evaluation.reranked[name]
+            lines.append(f"{name:<12}{before:>13.4f}{after:>11.4f}{after - before:>+10.4f}")
+    else:
+        lines.append(f"{'metric':<12}{'reranked':>11}")
+        lines.extend(f"{name:<12}{evaluation.reranked[name]:>11.4f}" for name in MEASURES)
+    lines.append(f"queries judged: {evaluation.queries_judged} of {evaluation.queries_in_output} in the output")
+    if evaluation.first_stage is not None:
+        lines.append(f"first stage: {evaluation.first_stage_source}")
+    return "\n".join(lines)
+
+
+def write_eval_json(evaluation: Evaluation, output_dir: str | Path) -> Path:
+    path = Path(output_dir) / "eval.json"
+    write_text_atomically(path, json.dumps(evaluation.to_json(), indent=1) + "\n")
+    return path

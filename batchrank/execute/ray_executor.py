@@ -1,0 +1,215 @@
+"""The Ray executor: a pool of actors, each hosting one vLLM engine, fed chunks as they free up.
+
+The driver hands out chunk descriptors only; each actor reads its chunk from the shared input, scores it and writes
+the part itself (atomically, to the shared output path), so no text or scores cross the object store. A chunk whose
+actor died goes back to the queue and the actor is replaced; a chunk whose scoring raised is retried up to
+`run.max_attempts` times, then the job stops after the parts already written are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from batchrank.checkpoint import Manifest, OutputDir
+from batchrank.errors import BatchrankError, RunFailure
+from batchrank.plan import Chunk
+from batchrank.progress import Progress
+from batchrank.spec import JobSpec
+
+log = logging.getLogger("batchrank")
+
+
+class ScoringWorker:
+    """One engine. Two calls may run at once (a threaded actor): one tokenizes while the other holds the engine."""
+
+    def __init__(self, spec_json: dict[str, Any]):
+        from batchrank.execute.chunk_io import ChunkIO
+        from batchrank.io.input import open_input
+        from batchrank.scoring.vllm_scorer import VllmScorer
+        from batchrank.spec import JobSpec
+
+        spec = JobSpec.model_validate(spec_json)
+        self.out = OutputDir(spec.output.path)
+        manifest = self.out.read_manifest()
+        assert manifest is not None, "the driver writes job.json before starting workers"
+        self.scorer = VllmScorer(spec)
+        self.io = ChunkIO(spec, open_input(spec.input, spec.output.keep_columns), manifest, self.out, self.scorer)
+        self.engine_lock = threading.Lock()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def describe(self) -> dict[str, Any]:
+        return self.scorer.describe()
+
+    def score_chunk(self, chunk: Chunk) -> dict[str, Any]:
+        from batchrank.io.parts import read_part_stats
+
+        path = self.out.part_path(chunk)
+        if path.exists():  # written by an attempt whose reply was lost with its actor: done is done
+            return asdict(read_part_stats(path))
+        started = time.perf_counter()
+        work = self.io.load(chunk)
+        with self.engine_lock:
+            scores = self.scorer.score(work[2])
+        return asdict(self.io.finish(work, scores, time.perf_counter() - started))
+
+
+@dataclass
+class _Slot:
+    """A live actor and the chunks it holds."""
+
+    actor: Any
+    name: str
+    in_flight: int = 0
+    pairs: int = 0
+    busy_seconds: float = 0.0
+
+
+def resolve_worker_count(spec: JobSpec, cluster_gpus: float) -> int:
+    if spec.run.num_workers != "auto":
+        return int(spec.run.num_workers)
+    tensor_parallel = int(spec.model.engine.get("tensor_parallel_size", 1))
+    return max(1, int(cluster_gpus // tensor_parallel))
+
+
+def worker_options(spec: JobSpec, cluster_gpus: float) -> dict[str, Any]:
+    if spec.run.worker_resources is not None:
+        resources = spec.run.worker_resources
+        return {"num_gpus": resources.num_gpus, "num_cpus": resources.num_cpus}
+    if cluster_gpus:
+        return {"num_gpus": float(spec.model.engine.get("tensor_parallel_size", 1)), "num_cpus": 1}
+    return {"num_gpus": 0, "num_cpus": 1}
+
+
+def run_ray_job(spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list[Chunk], progress: Progress) -> dict[str, Any]:
+    import ray
+
+    address = spec.run.ray_address or os.environ.get("RAY_ADDRESS")
+    started_here = not ray.is_initialized()
+    if started_here:
+        # The driver's own logging stays ours; workers inherit the environment (HF offline, vLLM log level).
+        ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": _forwarded_environment()})
+    try:
+        return _dispatch(ray, spec, manifest, out, pending, progress)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _forwarded_environment() -> dict[str, str]:
+    names = ("HF_HUB_OFFLINE", "VLLM_LOGGING_LEVEL", "VLLM_USE_FLASHINFER_SAMPLER", "PYTHONPATH", "VLLM_CPU_KVCACHE_SPACE")
+    environment = {name: os.environ[name] for name in names if name in os.environ}
+    environment.setdefault("HF_HUB_OFFLINE", "1")
+    return environment
+
+
+def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list[Chunk], progress: Progress) -> dict[str, Any]:
+    from ray.exceptions import RayActorError, RayTaskError
+
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+    workers = min(resolve_worker_count(spec, cluster_gpus), len(pending))
+    options = worker_options(spec, cluster_gpus)
+    remote_worker = ray.remote(ScoringWorker).options(max_concurrency=2, max_restarts=0, **options)
+    spec_json = spec.model_dump(mode="json")
+    every_slot: list[_Slot] = []  # replaced actors too, for the per-worker summary
+
+    def new_slot() -> _Slot:
+        slot = _Slot(remote_worker.remote(spec_json), f"worker-{len(every_slot)}")
+        every_slot.append(slot)
+        return slot
+
+    slots = [new_slot() for _ in range(workers)]
+    log.info("ray: %d worker(s) with %s each, %d chunk(s) to score", workers, options, len(pending))
+    queue: deque[Chunk] = deque(pending)
+    attempts: Counter[int] = Counter()
+    retried: Counter[int] = Counter()
+    in_flight: dict[Any, tuple[_Slot, Chunk, float]] = {}
+    description: dict[str, Any] = {}
+    try:
+        ray.get([slot.actor.pid.remote() for slot in slots])  # engines started: throughput counts from here
+    except (RayActorError, RayTaskError) as error:
+        raise RunFailure(f"the Ray workers could not start their engines: {_short(error)}") from None
+    progress.restart_clock()
+
+    def submit(slot: _Slot) -> None:
+        while queue and slot.in_flight < spec.run.chunks_in_flight_per_worker:
+            chunk = queue.popleft()
+            in_flight[slot.actor.score_chunk.remote(chunk)] = (slot, chunk, time.perf_counter())
+            slot.in_flight += 1
+
+    def requeue(chunk: Chunk, error: BaseException) -> None:
+        attempts[chunk.chunk_id] += 1
+        if attempts[chunk.chunk_id] >= spec.run.max_attempts:
+            raise RunFailure(
+                f"chunk {chunk.chunk_id} (rows {chunk.start}..{chunk.start + chunk.num_rows - 1}) failed "
+                f"{attempts[chunk.chunk_id]} time(s); last error: {_short(error)}"
+            )
+        retried[chunk.chunk_id] += 1
+        log.warning("chunk %d failed (%s); queued again", chunk.chunk_id, _short(error))
+        queue.appendleft(chunk)
+
+    try:
+        for slot in slots:
+            submit(slot)
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            reference = ready[0]
+            slot, chunk, submitted = in_flight.pop(reference)
+            slot.in_flight -= 1
+            try:
+                stats = ray.get(reference)
+            except RayActorError as error:
+                # The actor is gone (killed, OOM, GPU fault): every chunk it held goes back, a new actor replaces it.
+                log.warning("%s died: %s", slot.name, _short(error))
+                requeue(chunk, error)
+                for other, (other_slot, other_chunk, _) in list(in_flight.items()):
+                    if other_slot is slot:
+                        del in_flight[other]
+                        requeue(other_chunk, error)
+                slots[slots.index(slot)] = slot = new_slot()
+            except RayTaskError as error:
+                cause = error.cause if error.cause is not None else error
+                if isinstance(cause, BatchrankError):
+                    raise cause from None  # bad input is the user's to fix; retrying cannot help
+                requeue(chunk, cause)
+            else:
+                slot.pairs += stats["pairs"]
+                slot.busy_seconds += time.perf_counter() - submitted
+                progress.chunk_done(stats["pairs"])
+                if not description:
+                    description = ray.get(slot.actor.describe.remote())
+            submit(slot)
+            for other in slots:
+                submit(other)
+    finally:
+        for slot in slots:
+            ray.kill(slot.actor)
+    return _summary(workers, options, every_slot, retried, progress, description)
+
+
+def _summary(workers: int, options: dict[str, Any], slots: list[_Slot], retried: Counter[int], progress: Progress,
+             description: dict[str, Any]) -> dict[str, Any]:
+    per_worker = {s.name: {"pairs": s.pairs, "pairs_per_second": round(s.pairs / progress.seconds, 2)} for s in slots if s.pairs}
+    for name, numbers in per_worker.items():
+        log.info("%s: %d pairs, %.1f pairs/s", name, numbers["pairs"], numbers["pairs_per_second"])
+    log.info("ray: %.1f pairs/s in total, %d chunk(s) retried", progress.pairs_per_second, len(retried))
+    return {
+        "executor": "ray",
+        "workers": workers,
+        "worker_resources": options,
+        "per_worker": per_worker,
+        "chunks_retried": sorted(retried),
+        "scorer": description,
+    }
+
+
+def _short(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -1,0 +1,200 @@
+"""OUTPUT/report.html: one self-contained page a person can open anywhere (no network: the plots are base64 PNGs).
+
+It shows the metrics table (when qrels were given), the per-query nDCG@10 change, the score distribution,
+throughput over the run (pairs/s of each chunk, from the parts' footer stats) and the job's settings (run.json).
+The PNGs are also written to OUTPUT/report/ for slides and issues.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI backend, PNGs through Agg
+from matplotlib.ticker import MaxNLocator
+
+from batchrank.checkpoint import write_text_atomically
+from batchrank.eval import MEASURES, Evaluation
+from batchrank.io.parts import ChunkStats
+from batchrank.qrels import Qrels
+from batchrank.results import FinishedOutput, open_finished
+
+_STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; } td, th { padding: .25em .8em; border-bottom: 1px solid #eee; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.up { color: #1a7f37; } .down { color: #c62828; } .note { color: #8a5a00; } .muted { color: #666; }
+img { max-width: 100%; border: 1px solid #eee; } pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
+"""
+_PNG_NAMES = ("ndcg-delta.png", "scores.png", "throughput.png")
+
+
+def write_report(output_dir: str | Path, evaluation: Evaluation | None = None, qrels: Qrels | None = None) -> Path:
+    """Write OUTPUT/report.html and OUTPUT/report/*.png; returns the HTML's path."""
+    out = open_finished(output_dir)
+    figures: list[tuple[str, str, bytes]] = []  # (file name, caption, PNG)
+    if evaluation is not None and evaluation.first_stage is not None:
+        figures.append(("ndcg-delta.png", "nDCG@10 change per judged query", _ndcg_delta_png(evaluation)))
+    figures.append(("scores.png", "Score distribution", _scores_png(out, qrels)))
+    figures.append(("throughput.png", "Throughput over the run", _throughput_png(out.chunk_stats())))
+    images = out.root / "report"
+    images.mkdir(exist_ok=True)
+    for name in _PNG_NAMES:  # a PNG this report does not make would be stale
+        (images / name).unlink(missing_ok=True)
+    for name, _, png in figures:
+        (images / name).write_bytes(png)
+    path = out.root / "report.html"
+    write_text_atomically(path, _page(out, evaluation, figures))
+    return path
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No Software/date metadata: the same data gives the same bytes.
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _ndcg_delta_png(evaluation: Evaluation) -> bytes:
+    wide = (
+        evaluation.per_query.filter(pl.col("metric") == "nDCG@10")
+        .pivot(on="stage", index="query_id", values="value")
+        .select(delta=pl.col("reranked") - pl.col("first_stage"))
+    )
+    delta = wide["delta"].to_numpy()
+    figure = Figure(figsize=(8, 3.6), layout="constrained")
+    axes = figure.add_subplot()
+    bins = np.linspace(-1.025, 1.025, 42)  # a bin centred on 0: unchanged queries stand out
+    counts, edges, patches = axes.hist(delta, bins=bins, color="#888", edgecolor="white")
+    for patch, left in zip(patches, edges[:-1]):
+        centre = left + (edges[1] - edges[0]) / 2
+        patch.set_facecolor("#2e7d32" if centre > 0.01 else "#c62828" if centre < -0.01 else "#888")
+    axes.axvline(0, color="#333", linewidth=0.8)
+    axes.set_xlabel("nDCG@10 reranked − nDCG@10 first stage")
+    axes.set_ylabel("queries")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    better, worse = int((delta > 1e-9).sum()), int((delta < -1e-9).sum())
+    axes.set_title(f"{better} queries better, {len(delta) - better - worse} unchanged, {worse} worse")
+    return _png(figure)
+
+
+def _scores_png(out: FinishedOutput, qrels: Qrels | None) -> bytes:
+    scores = out.scan_scores("query_id", "doc_id", "score").collect()
+    figure = Figure(figsize=(8, 3.6), layout="constrained")
+    axes = figure.add_subplot()
+    values = scores["score"].to_numpy()
+    bins = np.histogram_bin_edges(values, bins=int(np.clip(np.sqrt(len(values)), 10, 60)))
+    if qrels is None:
+        axes.hist(values, bins=bins, color="#4c72b0")
+        axes.set_ylabel("pairs")
+    else:
+        # Densities, so that a few relevant pairs among millions stay visible next to the rest.
+        judged = scores.join(qrels.frame.filter(pl.col("relevance") > 0), on=["query_id", "doc_id"], how="left")
+        relevant = judged.filter(pl.col("relevance").is_not_null())["score"].to_numpy()
+        others = judged.filter(pl.col("relevance").is_null())["score"].to_numpy()
+        if len(others):
+            axes.hist(others, bins=bins, density=True, color="#bbb", label=f"other pairs ({len(others)})")
+        if len(relevant):
+            axes.hist(relevant, bins=bins, density=True, histtype="step", linewidth=2, color="#2e7d32",
+                      label=f"judged relevant ({len(relevant)})")
+        axes.set_ylabel("density")
+        axes.legend()
+    axes.set_xlabel("score")
+    axes.set_title(f"median {np.median(values):.4g}, min {values.min():.4g}, max {values.max():.4g}")
+    return _png(figure)
+
+
+def _throughput_png(stats: list[ChunkStats]) -> bytes:
+    start = min(s.finished_at - s.seconds for s in stats)
+    elapsed = np.array([s.finished_at - start for s in stats])
+    unit, divisor = ("s", 1) if elapsed.max() < 120 else ("min", 60) if elapsed.max() < 7200 else ("h", 3600)
+    rates = np.array([s.pairs / max(s.seconds, 1e-9) for s in stats])
+    figure = Figure(figsize=(8, 3.6), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(elapsed / divisor, rates, "o-", color="#4c72b0", markersize=4, linewidth=1)
+    overall = sum(s.pairs for s in stats) / max(sum(s.seconds for s in stats), 1e-9)
+    axes.axhline(overall, color="#c44e52", linestyle="--", linewidth=1, label=f"all chunks: {overall:.1f} pairs/s")
+    axes.set_xlabel(f"{unit} since the first chunk started (a gap: the job was stopped and resumed)")
+    axes.set_ylabel("pairs/s of the chunk")
+    axes.set_ylim(bottom=0)
+    axes.legend()
+    pairs = sum(s.pairs for s in stats)
+    axes.set_title(f"{len(stats)} chunks, {pairs} pairs, {sum(s.seconds for s in stats):.1f} s of scoring")
+    return _png(figure)
+
+
+def _page(out: FinishedOutput, evaluation: Evaluation | None, figures: list[tuple[str, str, bytes]]) -> str:
+    info = out.run_info
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>batchrank report: {e(out.root.name)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>batchrank report: {e(str(out.root))}</h1>",
+        f"<p class='muted'>model {e(str(info.get('model', {}).get('path', '?')))} · {info.get('pairs', '?')} pairs · "
+        f"finished {e(str(info.get('finished_at', '?')))} · report written {e(time.strftime('%Y-%m-%d %H:%M'))}</p>",
+        "<h2>Metrics</h2>",
+        _metrics_html(evaluation),
+    ]
+    for name, caption, png in figures:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<h2>{e(caption)}</h2><img alt='{e(caption)}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<p class='muted'>also in report/{e(name)}</p>")
+    parts += ["<h2>Settings</h2>", _settings_html(info), "</body></html>"]
+    return "\n".join(parts)
+
+
+def _metrics_html(evaluation: Evaluation | None) -> str:
+    e = html.escape
+    if evaluation is None:
+        return ("<p class='muted'>No qrels given: set <code>eval.qrels</code> in the job spec, or run "
+                "<code>batchrank report OUTPUT --qrels QRELS</code>.</p>")
+    first = evaluation.first_stage
+    rows = ["<table><tr><th>metric</th>" + ("<th>first stage</th>" if first else "") + "<th>reranked</th>"
+            + ("<th>delta</th>" if first else "") + "</tr>"]
+    for name in MEASURES:
+        after = evaluation.reranked[name]
+        cells = f"<td>{e(name)}</td>"
+        if first:
+            delta = after - first[name]
+            css = "up" if delta > 0 else "down" if delta < 0 else ""
+            cells += f"<td class='num'>{first[name]:.4f}</td><td class='num'>{after:.4f}</td>"
+            cells += f"<td class='num {css}'>{delta:+.4f}</td>"
+        else:
+            cells += f"<td class='num'>{after:.4f}</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    rows.append("</table>")
+    rows.append(f"<p>{evaluation.queries_judged} of {evaluation.queries_in_output} queries judged "
+                f"(qrels {e(evaluation.qrels_path)}); first stage: {e(evaluation.first_stage_source)}.</p>")
+    rows += [f"<p class='note'>{e(note)}</p>" for note in evaluation.warnings()]
+    return "\n".join(rows)
+
+
+def _settings_html(info: dict[str, Any]) -> str:
+    spec, model = info.get("spec", {}), info.get("model", {})
+    items = {
+        "input": spec.get("input", {}).get("path"),
+        "model": model.get("path"),
+        "model kind": model.get("kind"),
+        "prompt template": model.get("template"),
+        "dtype": spec.get("model", {}).get("dtype"),
+        "max_model_len": model.get("max_model_len"),
+        "chunk_size": spec.get("run", {}).get("chunk_size"),
+        "chunks (scored this run)": f"{info.get('chunks')} ({info.get('chunks_scored_this_run')})",
+        "pairs": info.get("pairs"),
+        "prompt tokens": info.get("prompt_tokens"),
+        "truncated pairs": info.get("truncated_pairs"),
+        "wall seconds this run": info.get("wall_seconds_this_run"),
+        "pairs/s this run": info.get("pairs_per_second_this_run"),
+        "versions": ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items()),
+    }
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in items.items())
+    full = html.escape(json.dumps(info, indent=1))
+    return f"<table>{rows}</table><details><summary>run.json</summary><pre>{full}</pre></details>"

@@ -1,0 +1,68 @@
+"""Fabricated job output directories (parts with footer stats, job.json, run.json, _SUCCESS): no engine needed."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from batchrank.io.parts import ChunkStats, rank_within_queries, write_part_atomically
+
+
+def make_output(
+    root: Path,
+    rows: list[dict[str, Any]],
+    queries_per_chunk: int = 1,
+    input_path: str = "/nonexistent/candidates.parquet",
+    input_fingerprint: list[list[Any]] | None = None,
+) -> Path:
+    """An output dir as `batchrank run` leaves it. rows: query_id, doc_id, score, plus kept columns (no rank)."""
+    frame = rank_within_queries(pl.DataFrame(rows))
+    keep = [c for c in frame.columns if c not in ("query_id", "doc_id", "score", "rank")]
+    frame = frame.select("query_id", "doc_id", "score", "rank", *keep)
+    queries = frame["query_id"].unique(maintain_order=True).to_list()
+    (root / "scores").mkdir(parents=True)
+    start, chunks, clock = 0, [], time.time() - 100
+    for chunk_id, first in enumerate(range(0, len(queries), queries_per_chunk)):
+        part = frame.filter(pl.col("query_id").is_in(queries[first : first + queries_per_chunk]))
+        seconds = 2.0 + chunk_id % 3  # varying throughput, so the plot has a shape
+        clock += seconds
+        stats = ChunkStats(chunk_id, part.height, 40 * part.height, 0, seconds, clock)
+        write_part_atomically(part, root / "scores" / f"part-{chunk_id:06d}.parquet", stats)
+        chunks.append([start, part.height])
+        start += part.height
+    fingerprint = {"inputs": input_fingerprint or [], "spec": "x", "model": "y"}
+    manifest = {"version": 1, "fingerprint": fingerprint, "total_rows": frame.height, "staged_input": None,
+                "chunks": chunks}
+    (root / "job.json").write_text(json.dumps(manifest))
+    spec = {
+        "input": {"path": input_path, "columns": {}},
+        "model": {"path": "/models/tiny", "kind": "cross-encoder", "dtype": "float32"},
+        "run": {"chunk_size": 10},
+        "output": {"path": str(root), "keep_columns": keep},
+        "eval": {"qrels": None},
+    }
+    run_info = {"spec": spec, "model": {"path": "/models/tiny", "kind": "cross-encoder", "template": "sep"},
+                "versions": {"python": "3.11"}, "chunks": len(chunks), "chunks_scored_this_run": len(chunks),
+                "pairs": frame.height, "prompt_tokens": 40 * frame.height, "truncated_pairs": 0,
+                "wall_seconds_this_run": 10.0, "pairs_per_second_this_run": 1.5, "finished_at": "2025-01-01T00:00:00"}
+    (root / "run.json").write_text(json.dumps(run_info))
+    (root / "_SUCCESS").write_text("")
+    return root
+
+
+def ranked(query_id: Any, docs: list[str], first_stage: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of one query: `docs` best first (decreasing scores); first_stage: the same docs in first-stage order."""
+    order = first_stage or docs
+    return [
+        {"query_id": query_id, "doc_id": doc, "score": 1.0 - 0.1 * i, "first_stage_rank": order.index(doc) + 1}
+        for i, doc in enumerate(docs)
+    ]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path

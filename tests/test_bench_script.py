@@ -1,0 +1,46 @@
+"""Smoke test of scripts/bench.py on the CPU: the tiny random-weight model, all three systems, 32 pairs.
+
+It starts two vLLM engines on the CPU (batchrank's and the plain vLLM anchor's, each in its own process): about
+two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+
+
+def test_bench_tiny_on_cpu(tmp_path: Path) -> None:
+    command = [
+        sys.executable, str(SCRIPT), "--shape", "tiny", "--queries", "4", "--docs-per-query", "8",
+        "--systems", "batchrank,vllm,hf", "--dtype", "float32", "--max-model-len", "512",
+        "--work", str(tmp_path), "--out-md", str(tmp_path / "b.md"), "--out-json", str(tmp_path / "b.json"),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert set(report["systems"]) == {"batchrank", "vllm", "hf"}
+    for system, result in report["systems"].items():
+        assert not result["failed"], (system, result.get("stderr_tail"))
+        assert result["pairs"] == 32, system
+        assert result["pairs_per_second"] > 0, system
+        assert result["prompt_tokens"] > 32, system
+        assert result["engine_start_seconds"] > 0, system
+    # Same prompts, same token ids, float32: batchrank and one plain llm.classify call agree to rounding.
+    agreement = report["agreement"]["batchrank vs plain vLLM"]
+    assert agreement["pairs_compared"] == 32
+    assert agreement["max_abs_diff"] < 1e-4
+    assert report["systems"]["batchrank"]["prompt_tokens"] == report["systems"]["vllm"]["prompt_tokens"]
+    assert report["floor"]["non_embedding_parameters"] > 0
+    assert report["gpu"] == "CPU" or report["gpu"].startswith("GPU")
+
+    markdown = (tmp_path / "b.md").read_text()
+    assert "| system | pairs | pairs/s | prompt tokens/s | % of floor | peak GPU memory | engine start |" in markdown
+    assert "bench.py --shape tiny" in markdown
+    assert "2 x N x prompt tokens" in markdown
+    assert done.stdout.count("| plain vLLM (one llm.classify, defaults) | 32 |") == 1

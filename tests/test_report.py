@@ -1,0 +1,77 @@
+"""batchrank report: a self-contained report.html with embedded plots, and the same plots as PNG files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from conftest import run_cli
+from output_fixtures import make_output, ranked, write_lines
+
+ROWS = [row for q in range(12) for row in ranked(f"q{q:02d}", [f"d{q}-{d}" for d in range(8)],
+                                                  first_stage=[f"d{q}-{d}" for d in reversed(range(8))])]
+QRELS = [f"q{q:02d} 0 d{q}-{q % 8} {1 + q % 2}" for q in range(12)]
+
+
+@pytest.fixture()
+def output(tmp_path: Path) -> Path:
+    return make_output(tmp_path / "out", ROWS, queries_per_chunk=2)
+
+
+def _assert_not_blank(path: Path) -> None:
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.shape[1] > 400
+    assert pixels[..., :3].std() > 0.05, f"{path} looks blank"
+    # Not just white with a frame: a good share of pixels carry colour or ink.
+    assert (pixels[..., :3].mean(axis=2) < 0.9).mean() > 0.01
+
+
+def _assert_self_contained(page: str) -> None:
+    assert "http://" not in page and "https://" not in page, "no resource may come from the network"
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", page), "only data: URIs"
+
+
+def test_report_with_qrels(output: Path, tmp_path: Path) -> None:
+    qrels = write_lines(tmp_path / "qrels.txt", QRELS)
+    result = run_cli("report", str(output), "--qrels", str(qrels))
+    assert result.exit_code == 0, result.output
+    assert f"report: {output / 'report.html'}" in result.stdout and "MRR@10" in result.stdout
+    page = (output / "report.html").read_text()
+    _assert_self_contained(page)
+    assert page.count("src='data:image/png;base64,") == 3
+    for text in ("nDCG@10", "MRR@10", "Recall@100", "MAP", "first stage", "12 of 12 queries judged",
+                 "Throughput over the run", "Score distribution", "cross-encoder", "/models/tiny"):
+        assert text in page, text
+    for name in ("ndcg-delta.png", "scores.png", "throughput.png"):
+        _assert_not_blank(output / "report" / name)
+    assert (output / "eval.json").exists()
+
+
+def test_report_without_qrels_has_scores_throughput_and_settings(output: Path) -> None:
+    (output / "report").mkdir()
+    (output / "report" / "ndcg-delta.png").write_bytes(b"stale")  # from an earlier report with qrels
+    result = run_cli("report", str(output))
+    assert result.exit_code == 0, result.output
+    page = (output / "report.html").read_text()
+    _assert_self_contained(page)
+    assert page.count("src='data:image/png;base64,") == 2 and "No qrels given" in page
+    assert "chunk_size" in page and "pairs/s this run" in page
+    assert sorted(p.name for p in (output / "report").iterdir()) == ["scores.png", "throughput.png"]
+    for name in ("scores.png", "throughput.png"):
+        _assert_not_blank(output / "report" / name)
+
+
+def test_report_takes_qrels_from_the_job_spec(output: Path, tmp_path: Path) -> None:
+    import json
+
+    qrels = write_lines(tmp_path / "qrels.txt", QRELS)
+    info = json.loads((output / "run.json").read_text())
+    info["spec"]["eval"]["qrels"] = str(qrels)
+    (output / "run.json").write_text(json.dumps(info))
+    result = run_cli("report", str(output))
+    assert result.exit_code == 0, result.output
+    assert f"qrels from the job spec: {qrels}" in result.stderr
+    assert (output / "report" / "ndcg-delta.png").exists()
