@@ -97,7 +97,7 @@ def run(job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> 
     _stop_on_sigterm()
     result = run_job(spec, overwrite=overwrite)
     print_run_summary(result)
-    _evaluate_and_report(result.output, qrels)
+    _evaluate_and_report(result.output, qrels, after_run=True)
     if preview:
         print_preview(result.output, preview)
 
@@ -107,9 +107,14 @@ def run(job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> 
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
 @_user_errors
 def validate(job: str, overrides: tuple[str, ...]) -> None:
-    """Check JOB's spec and input (columns, nulls, empties, duplicates) without loading a model."""
+    """Check JOB's spec and input (columns, nulls, empties, duplicates) without loading a model.
+
+    With input.on_bad_rows: skip, lists what a run would skip (queries too long for max_model_len are only found
+    while scoring, when the model's tokenizer is at hand).
+    """
     from batchrank.io.input import open_input, scan_pairs
-    from batchrank.io.validate import build_row_index, inspect_input, raise_on_problems
+    from batchrank.io.validate import build_row_index, inspect_input, raise_on_problems, reject_reasons
+    from batchrank.io.validate import summarize_reasons
     from batchrank.prompts import parse_template
     from batchrank.report import print_input_report
     from batchrank.spec import load_spec
@@ -122,10 +127,20 @@ def validate(job: str, overrides: tuple[str, ...]) -> None:
 
         click.echo(f"qrels: {read_qrels(spec.eval.qrels).frame.height} judgments in {spec.eval.qrels}")
     files = open_input(spec.input, spec.output.keep_columns)
-    report = inspect_input(files, build_row_index(scan_pairs(spec.input, files, spec.output.keep_columns)))
+    index = build_row_index(scan_pairs(spec.input, files, spec.output.keep_columns), files)
+    report = inspect_input(files, index)
     print_input_report(report)
-    raise_on_problems(report)
-    click.echo("input OK")
+    if spec.input.on_bad_rows == "error" or not report.problems:
+        raise_on_problems(report)
+        click.echo("input OK")
+        return
+    reasons = reject_reasons(index)
+    skipped = len(reasons) - reasons.null_count()
+    click.echo(f"input.on_bad_rows is skip: a run would skip {skipped} of {index.height} rows "
+               f"({summarize_reasons(reasons)}) and list them in OUTPUT/rejects.parquet")
+    if skipped == index.height:
+        raise_on_problems(report)
+    click.echo(f"input OK: {index.height - skipped} rows to score")
 
 
 @main.command()
@@ -138,19 +153,26 @@ def status(output_dir: str) -> None:
     print_status(output_dir)
 
 
-def _evaluate_and_report(output: str | os.PathLike[str], qrels: Any) -> None:
+def _evaluate_and_report(output: str | os.PathLike[str], qrels: Any, after_run: bool = False) -> None:
     """With qrels: print the metrics table and write OUTPUT/eval.json. Always: write OUTPUT/report.html."""
-    from batchrank.eval import evaluate, format_table, write_eval_json
-    from batchrank.report_html import write_report
-
     evaluation = None
     if qrels is not None:
+        from batchrank.eval import evaluate, format_table, write_eval_json
+
         evaluation = evaluate(output, qrels)
         click.echo("\n" + format_table(evaluation))
         for note in evaluation.warnings():
             click.echo(f"warning: {note}", err=True)
         write_eval_json(evaluation, output)
-    click.echo(f"report: {write_report(output, evaluation, qrels)}")
+    try:
+        from batchrank.report_html import write_report
+
+        click.echo(f"report: {write_report(output, evaluation, qrels)}")
+    except Exception as error:  # noqa: BLE001 - after a run the scores are complete; a missing report is not fatal
+        if not after_run:
+            raise
+        log.warning("report.html not written (%s: %s); the scores are complete; `batchrank report %s` retries",
+                    type(error).__name__, error, output)
 
 
 @main.command(name="eval")

@@ -16,11 +16,12 @@ from typing import Any
 import polars as pl
 
 from batchrank.checkpoint import Manifest, OutputDir, write_text_atomically
-from batchrank.errors import RunFailure
+from batchrank.errors import CheckpointError, InputDataError, RunFailure, SpecError
 from batchrank.execute.local import run_local_job
 from batchrank.io.input import InputFiles, open_input, scan_pairs
-from batchrank.io.parts import read_part_stats
-from batchrank.io.validate import build_row_index, inspect_input, raise_on_problems
+from batchrank.io.parts import read_part_stats, write_table_atomically
+from batchrank.io.validate import REJECTS_COLUMNS, build_row_index, inspect_input, raise_on_problems
+from batchrank.io.validate import reject_reasons, rejects_frame, summarize_reasons
 from batchrank.plan import cut_chunks, job_fingerprint, queries_are_contiguous, query_sizes_in_order
 from batchrank.plan import stage_grouped_copy
 from batchrank.progress import Progress
@@ -51,26 +52,111 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def check_rows(spec: JobSpec, files: InputFiles) -> pl.DataFrame:
-    """Validate every row (nulls, empties, duplicates); return the light row index the plan is cut from."""
-    index = build_row_index(scan_pairs(spec.input, files, spec.output.keep_columns))
-    raise_on_problems(inspect_input(files, index))
-    return index
+def check_rows(spec: JobSpec, files: InputFiles) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Validate every row (nulls, blanks, duplicates); return the light row index the plan is cut from and, under
+    `input.on_bad_rows: skip`, each row's reject reason (null: scored). Under `error` a bad row raises."""
+    index = build_row_index(scan_pairs(spec.input, files, spec.output.keep_columns), files)
+    report = inspect_input(files, index)
+    if spec.input.on_bad_rows == "error":
+        raise_on_problems(report)
+        return index, None
+    reasons = reject_reasons(index)
+    if reasons.null_count() == 0:
+        raise InputDataError(
+            f"input.path {spec.input.path}: all {index.height} rows are bad ({summarize_reasons(reasons)}); "
+            f"nothing to score. First: {report.problems[0]}"
+        )
+    return index, reasons
 
 
 def plan_chunks(
-    spec: JobSpec, files: InputFiles, index: pl.DataFrame, out: OutputDir, fingerprint: dict[str, Any]
+    spec: JobSpec,
+    files: InputFiles,
+    index: pl.DataFrame,
+    out: OutputDir,
+    fingerprint: dict[str, Any],
+    reasons: pl.Series | None = None,
 ) -> Manifest:
-    """Cut chunks of whole queries, staging a copy grouped by query first if a query's rows are scattered."""
+    """Cut chunks of whole queries, staging a copy grouped by query first if a query's rows are scattered.
+
+    Rows rejected under `input.on_bad_rows: skip` are written to rejects/plan.parquet and left out of a staged
+    copy, so the chunks (contiguous row ranges of the staged copy) hold exactly the rows to score.
+    """
+    rejected_rows = None
+    if reasons is not None and reasons.null_count() < len(reasons):
+        rejects = rejects_frame(index, reasons, files)
+        out.rejects.mkdir(parents=True, exist_ok=True)
+        _write_or_fail(rejects, out.plan_rejects_path)
+        rejected_rows = index.filter(reasons.is_not_null())["row"]
+        log.warning(
+            "input.on_bad_rows is skip: %d bad row(s) will not be scored (%s); they go to %s",
+            rejects.height, summarize_reasons(reasons), out.rejects_path,
+        )
     staged = None
-    if not queries_are_contiguous(index):
+    if rejected_rows is not None or not queries_are_contiguous(index):
         pairs = scan_pairs(spec.input, files, spec.output.keep_columns)
-        staged_path = stage_grouped_copy(pairs, out.root / "staging" / "input-grouped-by-query.parquet")
-        log.info("input rows of a query are not contiguous: staged a copy grouped by query at %s", staged_path)
+        staged_path = out.root / "staging" / "input-grouped-by-query.parquet"
+        try:
+            stage_grouped_copy(pairs, staged_path, rejected_rows)
+        except (OSError, pl.exceptions.PolarsError) as error:
+            raise RunFailure(f"{staged_path}: cannot write the staged input: {error}") from error
+        log.info("staged the rows to score, grouped by query, at %s", staged_path)
         staged = str(staged_path)
         index = build_row_index(pl.scan_parquet(staged_path))
     chunks = cut_chunks(query_sizes_in_order(index), spec.run.chunk_size)
-    return Manifest(fingerprint, chunks, index.height, staged)
+    return Manifest(fingerprint, chunks, index.height, staged, 0 if rejected_rows is None else len(rejected_rows))
+
+
+def _write_or_fail(frame: pl.DataFrame, path: Path) -> None:
+    try:
+        write_table_atomically(frame, path)
+    except OSError as error:
+        raise RunFailure(f"{path}: cannot write: {error}") from error
+
+
+def merge_rejects(spec: JobSpec, files: InputFiles, out: OutputDir, manifest: Manifest) -> pl.DataFrame:
+    """OUTPUT/rejects.parquet: the rows rejected before scoring, then those of each chunk in chunk order.
+
+    Every piece was written atomically before the part that accounts for it, so each rejected row is in exactly
+    one piece, whatever kills and resumes happened.
+    """
+    ids = pl.from_arrow(files.schema.empty_table()).select(
+        pl.col(spec.input.column("query_id")).alias("query_id"), pl.col(spec.input.column("doc_id")).alias("doc_id")
+    )
+    empty = ids.with_columns(
+        pl.lit(None, pl.String).alias("reason"),
+        pl.lit(None, pl.String).alias("file"),
+        pl.lit(None, pl.Int64).alias("row"),
+    )
+    pieces = [empty]
+    try:
+        if manifest.rejected_rows:
+            planned = pl.read_parquet(out.plan_rejects_path)
+            if planned.height != manifest.rejected_rows:
+                raise ValueError(f"{planned.height} rows, the plan says {manifest.rejected_rows}")
+            pieces.append(planned)
+        for chunk in manifest.chunks:
+            if read_part_stats(out.part_path(chunk)).rejected_pairs:
+                pieces.append(pl.read_parquet(out.rejects_part_path(chunk)))
+    except (OSError, ValueError, pl.exceptions.PolarsError) as error:
+        raise CheckpointError(
+            f"{out.rejects}: the rejected rows of the checkpoint are damaged ({error}); rerun with --overwrite"
+        ) from None
+    merged = pl.concat([piece.select(REJECTS_COLUMNS) for piece in pieces], how="vertical_relaxed")
+    _write_or_fail(merged, out.rejects_path)
+    return merged
+
+
+def check_output_outside_input(spec: JobSpec) -> None:
+    """An output directory inside the input directory would feed the job's own parts back in as input."""
+    source = Path(spec.input.path)
+    if source.is_dir():
+        source, output = source.resolve(), Path(spec.output.path).resolve()
+        if output == source or source in output.parents:
+            raise SpecError(
+                f"output.path {spec.output.path} lies inside input.path {spec.input.path}; the job's own output "
+                "would be read as input. Choose an output.path outside it"
+            )
 
 
 def choose_executor(spec: JobSpec) -> str:
@@ -93,11 +179,17 @@ def _summarize_parts(out: OutputDir, manifest: Manifest) -> dict[str, int]:
         "pairs": sum(s.pairs for s in stats),
         "prompt_tokens": sum(s.prompt_tokens for s in stats),
         "truncated_pairs": sum(s.truncated_pairs for s in stats),
+        "rejected_while_scoring": sum(s.rejected_pairs for s in stats),
     }
 
 
 def run_job(spec: JobSpec, overwrite: bool = False, scorer_factory: ScorerFactory | None = None) -> JobResult:
     """Score every pair of the job's input once, resuming from the parts already in the output directory."""
+    if spec.prompt.template:  # a custom template is checked before anything is read or written
+        from batchrank.prompts import parse_template
+
+        parse_template(spec.prompt.template)
+    check_output_outside_input(spec)
     out = OutputDir(spec.output.path)
     files = open_input(spec.input, spec.output.keep_columns)  # schema errors come before any model is loaded
     out.acquire_lock()
@@ -116,13 +208,14 @@ def _run_locked(
         out.check_resumable(manifest, fingerprint)
         if out.success_path.exists():
             run_info = json.loads(out.run_info_path.read_text())
-            return JobResult(out.root, manifest.total_rows, len(manifest.chunks), 0, True, run_info)
+            pairs = run_info.get("pairs", manifest.total_rows)  # scored: rows rejected while scoring are not
+            return JobResult(out.root, pairs, len(manifest.chunks), 0, True, run_info)
     else:
-        index = check_rows(spec, files)  # bad rows stop the job before anything in the output is touched
+        index, reasons = check_rows(spec, files)  # bad rows stop the job before anything in the output is touched
         if overwrite:
             log.info("--overwrite: removing the previous results in %s", out.root)
         out.clear()
-        manifest = plan_chunks(spec, files, index, out, fingerprint)
+        manifest = plan_chunks(spec, files, index, out, fingerprint, reasons)
         out.write_manifest(manifest)
     out.remove_temporaries()
     done = out.finished_chunks(manifest)
@@ -144,8 +237,26 @@ def _run_locked(
     finally:
         progress.close()
     totals = _summarize_parts(out, manifest)
-    if totals["pairs"] != manifest.total_rows:
-        raise RunFailure(f"{out.scores}: parts hold {totals['pairs']} pairs, the plan {manifest.total_rows}")
+    rejected_while_scoring = totals.pop("rejected_while_scoring")
+    if totals["pairs"] + rejected_while_scoring != manifest.total_rows:
+        raise RunFailure(
+            f"{out.scores}: parts hold {totals['pairs']} pairs and {rejected_while_scoring} rejected, "
+            f"the plan {manifest.total_rows}"
+        )
+    rejects: dict[str, Any] = {"rejected_pairs": 0}
+    if spec.input.on_bad_rows == "skip":
+        merged = merge_rejects(spec, files, out, manifest)
+        by_reason = merged["reason"].value_counts(name="n").sort(["n", "reason"], descending=[True, False])
+        rejects = {
+            "rejected_pairs": merged.height,
+            "rejected_by_reason": dict(by_reason.iter_rows()),
+            "rejects": str(out.rejects_path),
+        }
+        if merged.height:
+            log.warning(
+                "%d bad row(s) skipped (input.on_bad_rows: skip): %s; see %s",
+                merged.height, summarize_reasons(merged["reason"]), out.rejects_path,
+            )
     run_info = {
         "spec": spec.model_dump(mode="json"),
         "model": {"path": spec.model.path, **executor_summary.pop("scorer", {})},
@@ -154,6 +265,7 @@ def _run_locked(
         "chunks": len(manifest.chunks),
         "chunks_scored_this_run": len(pending),
         **totals,
+        **rejects,
         "pairs_scored_this_run": progress.pairs_this_run,
         "wall_seconds_this_run": round(progress.seconds, 3),
         "pairs_per_second_this_run": round(progress.pairs_per_second, 2),
@@ -161,4 +273,4 @@ def _run_locked(
     }
     write_text_atomically(out.run_info_path, json.dumps(run_info, indent=1))
     write_text_atomically(out.success_path, "")
-    return JobResult(out.root, manifest.total_rows, len(manifest.chunks), len(pending), False, run_info)
+    return JobResult(out.root, totals["pairs"], len(manifest.chunks), len(pending), False, run_info)

@@ -55,15 +55,24 @@ def cut_chunks(query_sizes: list[int], chunk_size: int) -> list[Chunk]:
     return chunks
 
 
-def stage_grouped_copy(pairs: pl.LazyFrame, destination: Path) -> Path:
-    """Write the input grouped by query (queries in order of first appearance, rows in input order)."""
+SOURCE_ROW = "__batchrank_source_row"  # a staged row's global row number in the input (names file and row)
+
+
+def stage_grouped_copy(pairs: pl.LazyFrame, destination: Path, exclude_rows: pl.Series | None = None) -> Path:
+    """Write the input grouped by query (queries in order of first appearance, rows in input order).
+
+    Rows whose global row number is in `exclude_rows` (rejected under `input.on_bad_rows: skip`) are left out, so
+    every planned row is scored exactly once. Each staged row keeps its input row number in SOURCE_ROW.
+    """
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(destination.name + ".tmp")
+    staged = pairs.with_row_index(SOURCE_ROW)
+    if exclude_rows is not None and len(exclude_rows):
+        staged = staged.filter(~pl.col(SOURCE_ROW).cast(pl.Int64).is_in(exclude_rows.cast(pl.Int64).implode()))
     (
-        pairs.with_row_index("_row")
-        .with_columns(pl.col("_row").min().over("query_id").alias("_first"))
-        .sort(["_first", "_row"])
-        .drop("_row", "_first")
+        staged.with_columns(pl.col(SOURCE_ROW).min().over("query_id").alias("_first"))
+        .sort(["_first", SOURCE_ROW])
+        .drop("_first")
         .sink_parquet(temporary)
     )
     temporary.replace(destination)

@@ -15,7 +15,7 @@ class Progress:
         self.total_pairs, self.total_chunks = total_pairs, total_chunks
         self.done_pairs, self.done_chunks = done_pairs, done_chunks
         self.pairs_this_run = 0
-        self.started = time.perf_counter()
+        self.started = self.last_chunk_at = time.perf_counter()
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -24,12 +24,13 @@ class Progress:
 
     def restart_clock(self) -> None:
         """Throughput counts from here (after the engine has started)."""
-        self.started = time.perf_counter()
+        self.started = self.last_chunk_at = time.perf_counter()
 
     def chunk_done(self, pairs: int) -> None:
         self.done_pairs += pairs
         self.done_chunks += 1
         self.pairs_this_run += pairs
+        self.last_chunk_at = time.perf_counter()
         if self.bar is not None:
             self.bar.update(pairs)
             return
@@ -51,7 +52,9 @@ class Progress:
 
     @property
     def pairs_per_second(self) -> float:
-        return self.pairs_this_run / self.seconds if self.seconds > 0 else 0.0
+        """Pairs over the time from engine start to the last finished chunk (shutdown is not scoring)."""
+        busy = self.last_chunk_at - self.started
+        return self.pairs_this_run / busy if busy > 0 else 0.0
 
     def close(self) -> None:
         if self.bar is not None:

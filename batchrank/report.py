@@ -28,6 +28,9 @@ def print_run_summary(result: JobResult) -> None:
         f"({result.chunks_scored} this run, {info['pairs_per_second_this_run']:.1f} pairs/s, "
         f"{info['truncated_pairs']} truncated)"
     )
+    if "rejects" in info:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in info.get("rejected_by_reason", {}).items())
+        click.echo(f"skipped {info['rejected_pairs']} bad rows{f' ({reasons})' if reasons else ''}: {info['rejects']}")
     click.echo(f"scores: {result.output / 'scores'}  run info: {result.output / 'run.json'}")
 
 

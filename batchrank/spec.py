@@ -31,6 +31,10 @@ class InputSpec(_Strict):
     columns: dict[str, str] = Field(
         default_factory=dict, description="map from query_id, query, doc_id, document to the file's column names"
     )
+    on_bad_rows: Literal["error", "skip"] = Field(
+        default="error",
+        description="error: a bad row stops the job; skip: bad rows go to OUTPUT/rejects.parquet with a reason",
+    )
 
     @field_validator("columns")
     @classmethod
@@ -160,7 +164,13 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise SpecError(f"--set {assignment!r}: {key} is not a section")
         node = child
-    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise SpecError(
+            f"--set {assignment!r}: the value is not valid YAML ({error.__class__.__name__}); quote it, "
+            f"e.g. {dotted}='...'"
+        ) from None
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:

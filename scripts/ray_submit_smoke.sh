@@ -26,6 +26,9 @@ export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$("$bin/python" -c 'import secrets; pr
 trap '"$bin/ray" stop --force >/dev/null 2>&1 || true' EXIT
 "$bin/ray" start --head --num-cpus 2 --dashboard-host 127.0.0.1 --disable-usage-stats >/dev/null
 # --working-dir ships this checkout to the cluster, as on a real cluster; the job runs this venv's batchrank.
-"$bin/ray" job submit --working-dir . --entrypoint-num-cpus 0 -- "$bin/batchrank" run "$work/job.yaml"
+# The excludes keep what is not the project (the venv, models, outputs) out of the upload (Ray caps it at 100 MiB).
+"$bin/ray" job submit --working-dir . --entrypoint-num-cpus 0 \
+  --runtime-env-json '{"excludes": [".venv", ".git", "models", "out", ".gpu*", ".snap"]}' \
+  -- "$bin/batchrank" run "$work/job.yaml"
 test -f "$work/out/_SUCCESS"
 echo "ray job submit: OK"

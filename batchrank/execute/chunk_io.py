@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -10,13 +11,25 @@ import polars as pl
 from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import InputDataError, RunFailure
 from batchrank.io.input import InputFiles, scan_pairs
-from batchrank.io.parts import ChunkStats, rank_within_queries, write_part_atomically
-from batchrank.io.validate import locate_row
-from batchrank.plan import Chunk
+from batchrank.io.parts import ChunkStats, rank_within_queries, write_part_atomically, write_table_atomically
+from batchrank.io.validate import TOO_LONG_REASON, REJECTS_COLUMNS, locate_row, source_locations
+from batchrank.plan import SOURCE_ROW, Chunk
 from batchrank.scoring.base import PreparedChunk, Scorer
 from batchrank.spec import JobSpec
 
-ChunkWork = tuple[Chunk, pl.DataFrame, PreparedChunk]
+
+class ChunkWork(NamedTuple):
+    """A chunk read and prepared: the rows to score, and the rows rejected while preparing (or None)."""
+
+    chunk: Chunk
+    frame: pl.DataFrame
+    prepared: PreparedChunk
+    rejected: pl.DataFrame | None = None
+
+
+def score_prepared(scorer: Scorer, prepared: PreparedChunk) -> np.ndarray:
+    """The scorer's scores; a chunk whose every row was rejected has nothing to send to the engine."""
+    return np.empty(0) if prepared.num_pairs == 0 else scorer.score(prepared)
 
 
 class ChunkIO:
@@ -30,27 +43,63 @@ class ChunkIO:
         self.files, self.staged = files, manifest.staged_input is not None
         self.keep = [c for c in spec.output.keep_columns if c not in ("query_id", "doc_id")]
         self.out, self.scorer = out, scorer
+        self.on_bad_rows = spec.input.on_bad_rows
+
+    def _input_rows(self, chunk: Chunk, frame: pl.DataFrame) -> pl.Series | None:
+        """Each frame row's global row number in the input (None for a staged copy that predates SOURCE_ROW)."""
+        if SOURCE_ROW in frame.columns:
+            return frame[SOURCE_ROW].cast(pl.Int64)
+        if self.staged:
+            return None
+        return pl.Series(np.arange(chunk.start, chunk.start + frame.height, dtype=np.int64))
 
     def load(self, chunk: Chunk) -> ChunkWork:
-        frame = self.pairs.slice(chunk.start, chunk.num_rows).collect()
+        try:
+            frame = self.pairs.slice(chunk.start, chunk.num_rows).collect()
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise RunFailure(f"chunk {chunk.chunk_id}: cannot read its rows of the input: {error}") from error
         prepared = self.scorer.prepare(frame)
-        if prepared.too_long_rows:
+        if not prepared.too_long_rows:
+            return ChunkWork(chunk, frame, prepared)
+        rows = self._input_rows(chunk, frame)
+        if self.on_bad_rows == "error":
             first = prepared.too_long_rows[0]
             row = frame.row(first, named=True)
-            where = "the staged input" if self.staged else "%s row %d" % locate_row(self.files, chunk.start + first)
+            where = "the staged input" if rows is None else "%s row %d" % locate_row(self.files, rows[first])
             raise InputDataError(
-                f"{where} (query_id {row['query_id']!r}, doc_id {row['doc_id']!r}): the query and instruction "
-                "alone do not fit model.max_model_len; raise it or shorten the query"
+                f"{where} (query_id {row['query_id']!r}, doc_id {row['doc_id']!r}): {TOO_LONG_REASON}; raise it, "
+                "shorten the query, or set input.on_bad_rows: skip"
             )
-        return chunk, frame, prepared
+        too_long = np.zeros(frame.height, dtype=bool)
+        too_long[prepared.too_long_rows] = True
+        mask = pl.Series(too_long)
+        rejected = frame.filter(mask).select("query_id", "doc_id").with_columns(reason=pl.lit(TOO_LONG_REASON))
+        if rows is None:
+            located = pl.DataFrame({"file": [None] * rejected.height, "row": [None] * rejected.height},
+                                   schema={"file": pl.String, "row": pl.Int64})
+        else:
+            located = source_locations(self.files, rows.filter(mask))
+        rejected = pl.concat([rejected, located], how="horizontal").select(REJECTS_COLUMNS)
+        frame = frame.filter(~mask)  # the rest of the chunk is scored; prepared again without the rejected rows
+        prepared = self.scorer.prepare(frame) if frame.height else PreparedChunk(0, 0, 0, None)
+        return ChunkWork(chunk, frame, prepared, rejected)
 
     def finish(self, work: ChunkWork, scores: np.ndarray, seconds: float) -> ChunkStats:
-        chunk, frame, prepared = work
-        scored = frame.select("query_id", "doc_id", *self.keep).with_columns(score=pl.Series(scores))
+        """Write the chunk's rejected rows (if any), then its scores part: the part, written last, marks it done."""
+        chunk, frame, prepared, rejected = work
+        scored = frame.select("query_id", "doc_id", *self.keep).with_columns(score=pl.Series(scores, dtype=pl.Float64))
         scored = rank_within_queries(scored).select("query_id", "doc_id", "score", "rank", *self.keep)
         stats = ChunkStats(
-            chunk.chunk_id, prepared.num_pairs, prepared.prompt_tokens, prepared.truncated_pairs, seconds, time.time()
+            chunk.chunk_id, prepared.num_pairs, prepared.prompt_tokens, prepared.truncated_pairs, seconds, time.time(),
+            rejected_pairs=0 if rejected is None else rejected.height,
         )
+        if rejected is not None:
+            path = self.out.rejects_part_path(chunk)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_table_atomically(rejected, path)
+            except OSError as error:
+                raise RunFailure(f"{path}: cannot write the chunk's rejected rows: {error}") from error
         path = self.out.part_path(chunk)
         try:
             write_part_atomically(scored, path, stats)

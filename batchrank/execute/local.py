@@ -14,7 +14,7 @@ import numpy as np
 
 from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import RunFailure
-from batchrank.execute.chunk_io import ChunkIO, ChunkWork
+from batchrank.execute.chunk_io import ChunkIO, ChunkWork, score_prepared
 from batchrank.io.input import InputFiles
 from batchrank.plan import Chunk
 from batchrank.progress import Progress
@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def score_with_retries(scorer: Scorer, work: ChunkWork, max_attempts: int) -> np.ndarray:
-    chunk, _, prepared = work
+    chunk, prepared = work.chunk, work.prepared
     for attempt in range(1, max_attempts + 1):
         try:
-            return scorer.score(prepared)
+            return score_prepared(scorer, prepared)
         except Exception as error:  # noqa: BLE001 - any engine error is retried, then reported with the chunk
             if attempt == max_attempts:
                 raise RunFailure(

@@ -49,6 +49,7 @@ class ScoringWorker:
         return self.scorer.describe()
 
     def score_chunk(self, chunk: Chunk) -> dict[str, Any]:
+        from batchrank.execute.chunk_io import score_prepared
         from batchrank.io.parts import read_part_stats
 
         path = self.out.part_path(chunk)
@@ -57,7 +58,7 @@ class ScoringWorker:
         started = time.perf_counter()
         work = self.io.load(chunk)
         with self.engine_lock:
-            scores = self.scorer.score(work[2])
+            scores = score_prepared(self.scorer, work.prepared)
         return asdict(self.io.finish(work, scores, time.perf_counter() - started))
 
 
@@ -69,7 +70,6 @@ class _Slot:
     name: str
     in_flight: int = 0
     pairs: int = 0
-    busy_seconds: float = 0.0
 
 
 def resolve_worker_count(spec: JobSpec, cluster_gpus: float) -> int:
@@ -130,7 +130,7 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
     queue: deque[Chunk] = deque(pending)
     attempts: Counter[int] = Counter()
     retried: Counter[int] = Counter()
-    in_flight: dict[Any, tuple[_Slot, Chunk, float]] = {}
+    in_flight: dict[Any, tuple[_Slot, Chunk]] = {}
     description: dict[str, Any] = {}
     try:
         ray.get([slot.actor.pid.remote() for slot in slots])  # engines started: throughput counts from here
@@ -141,7 +141,7 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
     def submit(slot: _Slot) -> None:
         while queue and slot.in_flight < spec.run.chunks_in_flight_per_worker:
             chunk = queue.popleft()
-            in_flight[slot.actor.score_chunk.remote(chunk)] = (slot, chunk, time.perf_counter())
+            in_flight[slot.actor.score_chunk.remote(chunk)] = (slot, chunk)
             slot.in_flight += 1
 
     def requeue(chunk: Chunk, error: BaseException) -> None:
@@ -161,7 +161,7 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             reference = ready[0]
-            slot, chunk, submitted = in_flight.pop(reference)
+            slot, chunk = in_flight.pop(reference)
             slot.in_flight -= 1
             try:
                 stats = ray.get(reference)
@@ -169,7 +169,7 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
                 # The actor is gone (killed, OOM, GPU fault): every chunk it held goes back, a new actor replaces it.
                 log.warning("%s died: %s", slot.name, _short(error))
                 requeue(chunk, error)
-                for other, (other_slot, other_chunk, _) in list(in_flight.items()):
+                for other, (other_slot, other_chunk) in list(in_flight.items()):
                     if other_slot is slot:
                         del in_flight[other]
                         requeue(other_chunk, error)
@@ -181,7 +181,6 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
                 requeue(chunk, cause)
             else:
                 slot.pairs += stats["pairs"]
-                slot.busy_seconds += time.perf_counter() - submitted
                 progress.chunk_done(stats["pairs"])
                 if not description:
                     description = ray.get(slot.actor.describe.remote())
@@ -196,7 +195,8 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
 
 def _summary(workers: int, options: dict[str, Any], slots: list[_Slot], retried: Counter[int], progress: Progress,
              description: dict[str, Any]) -> dict[str, Any]:
-    per_worker = {s.name: {"pairs": s.pairs, "pairs_per_second": round(s.pairs / progress.seconds, 2)} for s in slots if s.pairs}
+    scoring_seconds = max(progress.last_chunk_at - progress.started, 1e-9)
+    per_worker = {s.name: {"pairs": s.pairs, "pairs_per_second": round(s.pairs / scoring_seconds, 2)} for s in slots if s.pairs}
     for name, numbers in per_worker.items():
         log.info("%s: %d pairs, %.1f pairs/s", name, numbers["pairs"], numbers["pairs_per_second"])
     log.info("ray: %.1f pairs/s in total, %d chunk(s) retried", progress.pairs_per_second, len(retried))

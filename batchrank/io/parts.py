@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 PART_STATS_KEY = b"batchrank.chunk"
@@ -23,6 +24,7 @@ class ChunkStats:
     truncated_pairs: int
     seconds: float
     finished_at: float
+    rejected_pairs: int = 0  # rows of the chunk skipped while scoring (input.on_bad_rows: skip), in rejects/
 
 
 def rank_within_queries(scored: pl.DataFrame) -> pl.DataFrame:
@@ -37,13 +39,24 @@ def write_part_atomically(frame: pl.DataFrame, destination: Path, stats: ChunkSt
     table = frame.to_arrow()
     metadata = dict(table.schema.metadata or {})
     metadata[PART_STATS_KEY] = json.dumps(asdict(stats)).encode()
-    table = table.replace_schema_metadata(metadata)
+    write_table_atomically(table.replace_schema_metadata(metadata), destination)
+
+
+def write_table_atomically(table: pa.Table | pl.DataFrame, destination: Path) -> None:
+    """Write a temporary file, fsync, rename into place; on any error the temporary is removed, the destination
+    untouched (a full disk leaves no half-written file behind)."""
+    if isinstance(table, pl.DataFrame):
+        table = table.to_arrow()
     temporary = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, destination)
+    try:
+        with open(temporary, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, destination)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read_part_stats(path: Path) -> ChunkStats:

@@ -1,0 +1,158 @@
+"""A deterministic stand-in for the vLLM scorer, for tests of the job machinery (kills, locks, write errors, engine
+failures) that must not pay a 30-60 s engine start per run.
+
+score(query, document) is sha256(query NUL document) mapped to [0, 1): a pair gets the same score whatever chunk or
+run scores it, so a resumed output must equal an uninterrupted one exactly. A query longer than MAX_QUERY_CHARS
+counts as "the query and instruction alone do not fit max_model_len", which the real scorer finds by tokenizing.
+
+Run as a script, this file is the `batchrank` command with FakeScorer in place of vLLM's scorer, plus fault hooks
+read from the environment (nothing in batchrank itself knows about them):
+
+  FAKE_SCORER_SLEEP=S           sleep S seconds in each scorer call (so a kill lands mid-run)
+  FAKE_FAIL_QUERY=QID           scoring the chunk that holds query QID raises ...
+  FAKE_FAIL_TIMES=K             ... its first K times (default: always)
+  FAKE_PAUSE_AT=WHERE           stop at WHERE, create the file FAKE_PAUSE_MARKER, and wait to be killed:
+      part-write     half of a scores part is in its temporary file, not renamed yet
+      chunk-rejects  a chunk's rejects part is in place, its scores part not written yet
+      finish         every part is written; rejects.parquet, run.json and _SUCCESS are not
+      success        run.json is written, _SUCCESS is not
+  FAKE_PAUSE_AFTER_PARTS=N      pause only once this process has written N scores parts (default 0)
+  FAKE_ENOSPC_AFTER=N           the Parquet writes of this process after the first N fail with ENOSPC (a full disk)
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from batchrank.scoring.base import PreparedChunk
+from batchrank.spec import JobSpec
+
+MAX_QUERY_CHARS = 200
+
+
+def fake_score(query: str, document: str) -> float:
+    digest = hashlib.sha256(f"{query}\0{document}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class FakeScorer:
+    """Implements batchrank.scoring.base.Scorer (prepare, score) without a model."""
+
+    kind = "qwen3-yes-no"
+    calls_failed: dict[str, int] = {}  # per process: how often the FAKE_FAIL_QUERY chunk has raised
+
+    def __init__(self, spec: JobSpec):
+        self.sleep = float(os.environ.get("FAKE_SCORER_SLEEP", "0"))
+        self.fail_query = os.environ.get("FAKE_FAIL_QUERY")
+        self.fail_times = int(os.environ.get("FAKE_FAIL_TIMES", "1000000"))
+
+    def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
+        queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
+        too_long = [i for i, query in enumerate(queries) if len(query) > MAX_QUERY_CHARS]
+        tokens = sum(len(q) + len(d) for q, d in zip(queries, documents, strict=True))
+        payload = (queries, documents, [str(q) for q in pairs["query_id"].unique().to_list()])
+        return PreparedChunk(len(queries), tokens, 0, payload, too_long_rows=too_long)
+
+    def score(self, prepared: PreparedChunk) -> np.ndarray:
+        queries, documents, query_ids = prepared.payload
+        time.sleep(self.sleep)
+        if self.fail_query in query_ids:
+            failed = FakeScorer.calls_failed.get(self.fail_query, 0)
+            if failed < self.fail_times:
+                FakeScorer.calls_failed[self.fail_query] = failed + 1
+                raise RuntimeError(f"injected engine failure for query {self.fail_query}")
+        return np.array([fake_score(q, d) for q, d in zip(queries, documents, strict=True)])
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "fake", "template": "fake"}
+
+
+def _pause(where: str) -> None:
+    Path(os.environ["FAKE_PAUSE_MARKER"]).write_text(where)
+    while True:
+        time.sleep(60)
+
+
+def install_fault_hooks() -> None:
+    """Wrap batchrank's write points as FAKE_PAUSE_AT and FAKE_ENOSPC_AFTER ask (see the module docstring)."""
+    import pyarrow.parquet as pq
+
+    import batchrank.execute.chunk_io as chunk_io
+    import batchrank.job as job
+
+    pause_at = os.environ.get("FAKE_PAUSE_AT")
+    pause_after = int(os.environ.get("FAKE_PAUSE_AFTER_PARTS", "0"))
+    enospc_after = os.environ.get("FAKE_ENOSPC_AFTER")
+    state = {"writes": 0, "parts": 0}
+    write_table = pq.write_table
+
+    def faulty_write_table(table: Any, where: Any, *args: Any, **kwargs: Any) -> None:
+        name = Path(getattr(where, "name", str(where)))
+        is_scores_part = name.parent.name == "scores"
+        state["writes"] += 1
+        if enospc_after is not None and state["writes"] > int(enospc_after):
+            buffer = io.BytesIO()
+            write_table(table, buffer, *args, **kwargs)
+            where.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # the disk fills mid-file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if pause_at == "part-write" and is_scores_part and state["parts"] >= pause_after:
+            buffer = io.BytesIO()
+            write_table(table, buffer, *args, **kwargs)
+            where.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            where.flush()
+            _pause(pause_at)
+        write_table(table, where, *args, **kwargs)
+        if is_scores_part:
+            state["parts"] += 1
+
+    pq.write_table = faulty_write_table
+
+    if pause_at == "chunk-rejects":
+        write_rejects = chunk_io.write_table_atomically
+
+        def pausing_write_rejects(table: Any, destination: Path) -> None:
+            write_rejects(table, destination)
+            if state["parts"] >= pause_after:
+                _pause(pause_at)
+
+        chunk_io.write_table_atomically = pausing_write_rejects
+    if pause_at == "finish":
+        summarize = job._summarize_parts
+
+        def pausing_summarize(*args: Any) -> Any:
+            _pause(pause_at)
+            return summarize(*args)
+
+        job._summarize_parts = pausing_summarize
+    if pause_at == "success":
+        write_text = job.write_text_atomically
+
+        def pausing_write_text(path: Path, text: str) -> None:
+            if path.name == "_SUCCESS":
+                _pause(pause_at)
+            write_text(path, text)
+
+        job.write_text_atomically = pausing_write_text
+
+
+def main() -> None:
+    import batchrank.scoring.vllm_scorer as vllm_scorer
+    from batchrank.cli import main as batchrank
+
+    vllm_scorer.VllmScorer = FakeScorer  # what `batchrank run` builds when no scorer is given
+    install_fault_hooks()
+    batchrank(sys.argv[1:], prog_name="batchrank")
+
+
+if __name__ == "__main__":
+    main()
