@@ -113,8 +113,13 @@ def validate(job: str, overrides: tuple[str, ...]) -> None:
     while scoring, when the model's tokenizer is at hand).
     """
     from batchrank.io.input import open_input, scan_pairs
-    from batchrank.io.validate import build_row_index, inspect_input, raise_on_problems, reject_reasons
-    from batchrank.io.validate import summarize_reasons
+    from batchrank.io.validate import (
+        build_row_index,
+        inspect_input,
+        raise_on_problems,
+        reject_reasons,
+        summarize_reasons,
+    )
     from batchrank.prompts import parse_template
     from batchrank.report import print_input_report
     from batchrank.spec import load_spec

@@ -30,7 +30,7 @@ from typing import Any
 
 import ir_measures
 import polars as pl
-from ir_measures import AP, R, RR, nDCG
+from ir_measures import AP, RR, R, nDCG
 from pydantic import ValidationError
 
 from batchrank.checkpoint import write_text_atomically

@@ -20,10 +20,16 @@ from batchrank.errors import CheckpointError, InputDataError, RunFailure, SpecEr
 from batchrank.execute.local import run_local_job
 from batchrank.io.input import InputFiles, open_input, scan_pairs
 from batchrank.io.parts import read_part_stats, write_table_atomically
-from batchrank.io.validate import REJECTS_COLUMNS, build_row_index, inspect_input, raise_on_problems
-from batchrank.io.validate import reject_reasons, rejects_frame, summarize_reasons
-from batchrank.plan import cut_chunks, job_fingerprint, queries_are_contiguous, query_sizes_in_order
-from batchrank.plan import stage_grouped_copy
+from batchrank.io.validate import (
+    REJECTS_COLUMNS,
+    build_row_index,
+    inspect_input,
+    raise_on_problems,
+    reject_reasons,
+    rejects_frame,
+    summarize_reasons,
+)
+from batchrank.plan import cut_chunks, job_fingerprint, queries_are_contiguous, query_sizes_in_order, stage_grouped_copy
 from batchrank.progress import Progress
 from batchrank.scoring.base import Scorer
 from batchrank.spec import JobSpec

@@ -122,7 +122,7 @@ def _throughput_png(stats: list[ChunkStats]) -> bytes:
     axes.plot(elapsed / divisor, rates, "o-", color="#4c72b0", markersize=4, linewidth=1)
     overall = sum(s.pairs for s in stats) / max(sum(s.seconds for s in stats), 1e-9)
     axes.axhline(overall, color="#c44e52", linestyle="--", linewidth=1, label=f"all chunks: {overall:.1f} pairs/s")
-    axes.set_xlabel(f"{unit} since the first chunk started (a gap: the job was stopped and resumed)")
+    axes.set_xlabel(f"{unit} since the first chunk started (a gap in time means the job was stopped and resumed)")
     axes.set_ylabel("pairs/s of the chunk")
     axes.set_ylim(bottom=0)
     axes.legend()

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh cpu,demo,test
+.venv/bin/ruff check batchrank tests scripts
 exec .venv/bin/python -m pytest "$@"

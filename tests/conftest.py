@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,26 @@ def write_job(path: Path, input_path: Path | str, model: str, output_dir: Path |
         spec.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+BATCHRANK = str(Path(sys.executable).with_name("batchrank"))  # the installed command, as a user runs it
+
+
+def scored_parts(out: Path) -> list[Path]:
+    return sorted((out / "scores").glob("part-*.parquet")) if (out / "scores").exists() else []
+
+
+def start_batchrank(job: Path, log: Path) -> subprocess.Popen:
+    """`batchrank run JOB` in the background, its output in a file (a pipe nobody reads would stall it)."""
+    with open(log, "w") as handle:
+        return subprocess.Popen([BATCHRANK, "run", str(job)], stdout=handle, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_parts(process: subprocess.Popen, out: Path, count: int, timeout: float = 400) -> None:
+    """Until `count` parts exist under `out` (or the process ends, or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while len(scored_parts(out)) < count and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def run_cli(*args: str) -> Result:

@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import polars as pl
 
-from conftest import make_pairs, run_cli, write_job, write_parquet
-
-BATCHRANK = str(Path(sys.executable).with_name("batchrank"))  # the installed command, as a user runs it
-
-
-def parts(out: Path) -> list[Path]:
-    return sorted((out / "scores").glob("part-*.parquet")) if (out / "scores").exists() else []
+from conftest import (
+    BATCHRANK,
+    make_pairs,
+    run_cli,
+    scored_parts,
+    start_batchrank,
+    wait_for_parts,
+    write_job,
+    write_parquet,
+)
 
 
 def test_sigkill_then_rerun_gives_the_uninterrupted_output(tiny_model: str, tmp_path: Path) -> None:
@@ -25,20 +26,18 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(tiny_model: str, tmp_
     killed_out, reference_out = tmp_path / "killed", tmp_path / "reference"
     job = write_job(tmp_path / "job.yaml", source, tiny_model, killed_out, run={"chunk_size": 100})
 
-    process = subprocess.Popen([BATCHRANK, "run", str(job)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while len(parts(killed_out)) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = start_batchrank(job, tmp_path / "killed.log")
+    wait_for_parts(process, killed_out, 3)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    scored_before_kill = len(parts(killed_out))
+    scored_before_kill = len(scored_parts(killed_out))
     assert 3 <= scored_before_kill < 30, "the kill must land mid-job"
     assert not (killed_out / "_SUCCESS").exists()
 
     resumed = subprocess.run([BATCHRANK, "run", str(job)], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
-    assert len(parts(killed_out)) == 30 and (killed_out / "_SUCCESS").exists()
+    assert len(scored_parts(killed_out)) == 30 and (killed_out / "_SUCCESS").exists()
     assert not list((killed_out / "scores").glob(".*tmp*")), "no temporary file may remain"
 
     reference_job = write_job(tmp_path / "ref.yaml", source, tiny_model, reference_out, run={"chunk_size": 100})

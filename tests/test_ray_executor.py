@@ -7,21 +7,26 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
 import psutil
 import pytest
 
-from conftest import REPO, make_pairs, run_cli, write_job, write_parquet
+from conftest import (
+    BATCHRANK,
+    REPO,
+    make_pairs,
+    run_cli,
+    scored_parts,
+    start_batchrank,
+    wait_for_parts,
+    write_job,
+    write_parquet,
+)
 
-BATCHRANK = str(Path(sys.executable).with_name("batchrank"))
 RAY = str(Path(sys.executable).with_name("ray"))
 
-
-def parts(out: Path) -> list[Path]:
-    return sorted((out / "scores").glob("part-*.parquet")) if (out / "scores").exists() else []
 
 
 def scoring_worker_processes() -> list[psutil.Process]:
@@ -62,14 +67,13 @@ def test_two_actors_one_killed_mid_job_give_the_local_output(pairs_and_local_out
     out = tmp_path / "ray"
     run = {"chunk_size": 80, "executor": "ray", "num_workers": 2, "chunks_in_flight_per_worker": 1}
     job = write_job(tmp_path / "job.yaml", source, tiny_model, out, run=run)
-    process = subprocess.Popen([BATCHRANK, "run", str(job)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 400
-    while len(parts(out)) < 4 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = start_batchrank(job, tmp_path / "run.log")
+    wait_for_parts(process, out, 4)
     workers = scoring_worker_processes()
     assert len(workers) == 2, "two actors, each hosting an engine"
     workers[0].send_signal(signal.SIGKILL)
-    output, _ = process.communicate(timeout=600)
+    process.wait(timeout=600)
+    output = (tmp_path / "run.log").read_text()
     assert process.returncode == 0, output
     assert "died" in output, "the driver must notice the lost actor"
     info = json.loads((out / "run.json").read_text())
@@ -82,13 +86,11 @@ def test_driver_killed_then_rerun_completes_to_the_same_output(pairs_and_local_o
     source, local_out = pairs_and_local_output
     out = tmp_path / "ray"
     job = write_job(tmp_path / "job.yaml", source, tiny_model, out, run={"chunk_size": 80, "executor": "ray", "num_workers": 1})
-    process = subprocess.Popen([BATCHRANK, "run", str(job)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 400
-    while len(parts(out)) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = start_batchrank(job, tmp_path / "killed.log")
+    wait_for_parts(process, out, 3)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert 3 <= len(parts(out)) < 25, "the kill must land mid-job"
+    assert 3 <= len(scored_parts(out)) < 25, "the kill must land mid-job"
     subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)  # what an operator does after a crash
     rerun = subprocess.run([BATCHRANK, "run", str(job)], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr

@@ -12,7 +12,7 @@ from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import InputDataError, RunFailure
 from batchrank.io.input import InputFiles, scan_pairs
 from batchrank.io.parts import ChunkStats, rank_within_queries, write_part_atomically, write_table_atomically
-from batchrank.io.validate import TOO_LONG_REASON, REJECTS_COLUMNS, locate_row, source_locations
+from batchrank.io.validate import REJECTS_COLUMNS, TOO_LONG_REASON, locate_row, source_locations
 from batchrank.plan import SOURCE_ROW, Chunk
 from batchrank.scoring.base import PreparedChunk, Scorer
 from batchrank.spec import JobSpec

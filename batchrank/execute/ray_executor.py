@@ -45,6 +45,12 @@ class ScoringWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def shutdown(self) -> None:
+        """Stop the engine before the actor is killed: ray.kill alone would orphan vLLM's engine processes."""
+        from batchrank.scoring.vllm_scorer import shutdown_engines
+
+        shutdown_engines()
+
     def describe(self) -> dict[str, Any]:
         return self.scorer.describe()
 
@@ -188,9 +194,21 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
             for other in slots:
                 submit(other)
     finally:
-        for slot in slots:
-            ray.kill(slot.actor)
+        _stop_workers(ray, slots)
     return _summary(workers, options, every_slot, retried, progress, description)
+
+
+def _stop_workers(ray: Any, slots: list[_Slot]) -> None:
+    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+    stopping = [slot.actor.shutdown.remote() for slot in slots]
+    for reference in stopping:
+        try:
+            ray.get(reference, timeout=120)
+        except (GetTimeoutError, RayActorError, RayTaskError) as error:
+            log.warning("a worker did not stop its engine cleanly: %s", _short(error))
+    for slot in slots:
+        ray.kill(slot.actor)
 
 
 def _summary(workers: int, options: dict[str, Any], slots: list[_Slot], retried: Counter[int], progress: Progress,

@@ -11,7 +11,6 @@ import polars as pl
 from batchrank.errors import InputDataError
 from batchrank.io.input import InputFiles
 
-
 # A text is blank when it holds nothing but whitespace, control characters (NUL, ESC, ...) and invisible format
 # characters (zero-width space, BOM): the model would see no words. Other text is kept exactly as it is.
 _VISIBLE = r"[^\s\p{Cc}\p{Cf}]"
