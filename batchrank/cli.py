@@ -19,13 +19,15 @@ log = logging.getLogger("batchrank")
 
 
 def _configure_logging(verbose: bool) -> None:
+    # Other libraries' INFO lines (torch, Triton probes) stay quiet unless -v; batchrank's own are shown.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s batchrank %(levelname)s %(message)s",
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
         force=True,  # rebind to the current stderr on every invocation (in-process runners swap it)
     )
+    logging.getLogger("batchrank").setLevel(logging.DEBUG if verbose else logging.INFO)
     # vLLM's start-up chatter drowns the job's own lines; -v brings it back.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
 
