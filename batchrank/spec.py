@@ -83,6 +83,10 @@ class RunSpec(_Strict):
     worker_resources: WorkerResources | None = Field(
         default=None, description="per actor; default: tensor_parallel_size GPUs, or 1 CPU without GPUs"
     )
+    engine_batch_pairs: int | None = Field(
+        default=None, gt=0, description="local executor: send several ready chunks in one engine call, up to "
+        "this many pairs, so the engine drains less often at chunk boundaries (None: one chunk per call)"
+    )
     chunks_in_flight_per_worker: int = Field(default=2, gt=0)
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
 
@@ -124,7 +128,7 @@ class JobSpec(_Strict):
     def results_fingerprint(self) -> str:
         """A hash of every setting that changes which rows are scored or what they score."""
         how_to_run = {"executor", "max_attempts", "prefetch_chunks", "num_workers", "worker_resources",
-                      "chunks_in_flight_per_worker", "ray_address"}
+                      "chunks_in_flight_per_worker", "ray_address", "engine_batch_pairs"}
         # eval only reads the finished output: adding qrels to a job must not refuse its resume.
         relevant = self.model_dump(mode="json", exclude={"run": how_to_run, "eval": True})
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()

@@ -276,8 +276,9 @@ def run_batchrank(config: dict[str, Any]) -> dict[str, Any]:
                       "engine": config["engine"]},
             "output": {"path": output_path},
         }
+        tree["run"] = dict(config.get("run", {}))
         if config["chunk_size"]:
-            tree["run"] = {"chunk_size": config["chunk_size"]}
+            tree["run"]["chunk_size"] = config["chunk_size"]
         return parse_spec(tree, "bench")
 
     work = Path(config["work"])
@@ -651,6 +652,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                         help="plain transformers scores only the first N pairs (0: all); its rate is still per pair")
     parser.add_argument("--engine-json", default="{}", help="extra vLLM engine args for batchrank's model.engine")
     parser.add_argument("--chunk-size", type=int, default=0, help="batchrank run.chunk_size (0: batchrank's default)")
+    parser.add_argument("--run-json", default="{}", help="extra batchrank run settings, e.g. {\"engine_batch_pairs\": 20000}")
     parser.add_argument("--peak-tflops", type=float, default=790.0,
                         help="dense bf16 matmul rate for the floor (790: measured on H100/H200)")
     parser.add_argument("--system-timeout", type=float, default=1200.0, help="seconds per system before it is killed")
@@ -702,7 +704,7 @@ def main(argv: list[str]) -> int:
     config = {
         "model": model_dir, "pairs": str(pairs_path), "warmup": str(warm_path), "work": str(work),
         "dtype": args.dtype, "max_model_len": args.max_model_len, "engine": args.engine,
-        "chunk_size": args.chunk_size, "hf_batch": args.hf_batch, "hf_max_pairs": args.hf_max_pairs,
+        "chunk_size": args.chunk_size, "run": json.loads(args.run_json), "hf_batch": args.hf_batch, "hf_max_pairs": args.hf_max_pairs,
     }
     config_path = work / "bench-config.json"
     config_path.write_text(json.dumps(config, indent=1))

@@ -123,3 +123,12 @@ def test_scattered_queries_are_grouped_and_scored_like_grouped_input(finished_jo
     result = run_cli("run", str(job))
     assert result.exit_code == 0, result.output
     assert_same_scores(read_output(tmp_path / "out"), read_output(out))
+
+
+def test_several_chunks_per_engine_call_give_the_same_output(finished_job, pairs_file, tiny_model, tmp_path) -> None:
+    _, out = finished_job
+    job = write_job(tmp_path / "job.yaml", pairs_file, tiny_model, tmp_path / "out", run={"chunk_size": 50})
+    result = run_cli("run", str(job), "--set", "run.engine_batch_pairs=150")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out" / "scores").glob("part-*.parquet"))) == 6, "still one part per chunk"
+    assert_same_scores(read_output(tmp_path / "out"), read_output(out))

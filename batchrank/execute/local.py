@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -38,6 +39,31 @@ def score_with_retries(scorer: Scorer, work: ChunkWork, max_attempts: int) -> np
     raise AssertionError("unreachable")
 
 
+def _take_ready_group(in_flight: deque[Future[ChunkWork]], pair_limit: int | None) -> list[ChunkWork]:
+    """The next chunk, plus (with a limit) the chunks after it that are already prepared and fit the limit."""
+    group = [in_flight.popleft().result()]
+    pairs = group[0].prepared.num_pairs
+    # A chunk whose preparation failed is left for its turn, so the job stops at it in order.
+    while pair_limit and in_flight and in_flight[0].done() and in_flight[0].exception() is None:
+        following = in_flight[0].result()
+        if pairs + following.prepared.num_pairs > pair_limit:
+            break
+        group.append(in_flight.popleft().result())
+        pairs += following.prepared.num_pairs
+    return group
+
+
+def score_group(scorer: Scorer, group: list[ChunkWork], max_attempts: int) -> list[np.ndarray]:
+    """One engine call for the group; if it fails, each chunk is scored (and retried) on its own."""
+    score_many = getattr(scorer, "score_many", None)
+    if len(group) > 1 and score_many is not None and all(work.prepared.num_pairs for work in group):
+        try:
+            return score_many([work.prepared for work in group])
+        except Exception as error:  # noqa: BLE001 - fall back to chunk by chunk, which names a failing chunk
+            log.warning("an engine call for %d chunks failed (%s); scoring them one by one", len(group), error)
+    return [score_with_retries(scorer, work, max_attempts) for work in group]
+
+
 def run_local(
     chunks: Iterable[Chunk],
     load: Callable[[Chunk], ChunkWork],
@@ -45,20 +71,24 @@ def run_local(
     finish: Callable[[ChunkWork, np.ndarray], None],
     max_attempts: int,
     prefetch: int,
+    engine_batch_pairs: int | None = None,
 ) -> None:
     """Score chunks in order; `load` (read + tokenize) for the next chunks overlaps the engine's work."""
-    pending = iter(chunks)
     in_flight: deque[Future[ChunkWork]] = deque()
+
+    def score_next() -> None:
+        group = _take_ready_group(in_flight, engine_batch_pairs)
+        for work, scores in zip(group, score_group(scorer, group, max_attempts), strict=True):
+            finish(work, scores)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchrank-prepare") as pool:
         try:
-            for chunk in pending:
+            for chunk in chunks:
                 in_flight.append(pool.submit(load, chunk))
                 if len(in_flight) > prefetch:
-                    work = in_flight.popleft().result()
-                    finish(work, score_with_retries(scorer, work, max_attempts))
+                    score_next()
             while in_flight:
-                work = in_flight.popleft().result()
-                finish(work, score_with_retries(scorer, work, max_attempts))
+                score_next()
         finally:
             for future in in_flight:
                 future.cancel()
@@ -86,5 +116,8 @@ def run_local_job(
         last = now
         progress.chunk_done(work[0].num_rows)
 
-    run_local(pending, io.load, scorer, finish, spec.run.max_attempts, spec.run.prefetch_chunks)
+    prefetch = spec.run.prefetch_chunks
+    if spec.run.engine_batch_pairs:  # enough chunks prepared ahead to fill a group while the engine works
+        prefetch = max(prefetch, 2 * math.ceil(spec.run.engine_batch_pairs / spec.run.chunk_size))
+    run_local(pending, io.load, scorer, finish, spec.run.max_attempts, prefetch, spec.run.engine_batch_pairs)
     return {"executor": "local", "scorer": getattr(scorer, "describe", dict)()}

@@ -159,6 +159,23 @@ class VllmScorer:
         scores[payload.order] = engine_scores
         return scores
 
+    def score_many(self, prepared: list[PreparedChunk]) -> list[np.ndarray]:
+        """Several chunks' pairs in one engine call (the engine drains once, not once per chunk)."""
+        payloads = [p.payload for p in prepared]
+        if not all(isinstance(payload, _PairPayload) for payload in payloads):
+            return [self.score(p) for p in prepared]
+        prompts = [prompt for payload in payloads for prompt in payload.prompts]
+        outputs = self.engine.classify(prompts, use_tqdm=False)
+        engine_scores = np.array([output.outputs.probs[-1] for output in outputs], dtype=np.float64)
+        results, start = [], 0
+        for payload in payloads:
+            own = engine_scores[start : start + len(payload.prompts)]
+            start += len(payload.prompts)
+            scores = np.empty_like(own)
+            scores[payload.order] = own
+            results.append(scores)
+        return results
+
     def _cosine(self, payload: _EmbeddingPayload) -> np.ndarray:
         def embed(prompts: list[Any]) -> np.ndarray:
             outputs = self.engine.embed(prompts, use_tqdm=False)
