@@ -152,12 +152,7 @@ class VllmScorer:
         payload = prepared.payload
         if isinstance(payload, _EmbeddingPayload):
             return self._cosine(payload)
-        outputs = self.engine.classify(payload.prompts, use_tqdm=False)
-        # Qwen3 yes/no: one probability, P(yes). A classifier: the last label's probability.
-        engine_scores = np.array([output.outputs.probs[-1] for output in outputs], dtype=np.float64)
-        scores = np.empty_like(engine_scores)
-        scores[payload.order] = engine_scores
-        return scores
+        return self.score_many([prepared])[0]
 
     def score_many(self, prepared: list[PreparedChunk]) -> list[np.ndarray]:
         """Several chunks' pairs in one engine call (the engine drains once, not once per chunk)."""
@@ -166,6 +161,7 @@ class VllmScorer:
             return [self.score(p) for p in prepared]
         prompts = [prompt for payload in payloads for prompt in payload.prompts]
         outputs = self.engine.classify(prompts, use_tqdm=False)
+        # Qwen3 yes/no: one probability, P(yes). A classifier: the last label's probability.
         engine_scores = np.array([output.outputs.probs[-1] for output in outputs], dtype=np.float64)
         results, start = [], 0
         for payload in payloads:
