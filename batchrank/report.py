@@ -11,11 +11,7 @@ from batchrank.checkpoint import OutputDir
 from batchrank.errors import CheckpointError
 from batchrank.io.validate import InputReport
 from batchrank.job import JobResult
-
-
-def read_scores(output: str | Path) -> pl.DataFrame:
-    """The scored output of a job as one frame (every part of OUTPUT/scores)."""
-    return pl.read_parquet(str(Path(output) / "scores" / "part-*.parquet"))
+from batchrank.results import open_finished
 
 
 def print_run_summary(result: JobResult) -> None:
@@ -35,9 +31,17 @@ def print_run_summary(result: JobResult) -> None:
 
 
 def print_preview(output: Path, queries: int, top: int = 3) -> None:
-    scores = read_scores(output)
-    first_queries = scores["query_id"].unique(maintain_order=True).head(queries)
-    for query_id in first_queries:
+    """The best rows of the first few queries. A chunk holds whole queries, so reading the first parts is enough:
+    the rest of a millions-of-rows output is never loaded for this."""
+    frames, seen = [], 0
+    for part in open_finished(output).parts:
+        frame = pl.read_parquet(part)
+        frames.append(frame)
+        seen += frame["query_id"].n_unique()
+        if seen >= queries:
+            break
+    scores = pl.concat(frames)
+    for query_id in scores["query_id"].unique(maintain_order=True).head(queries):
         rows = scores.filter(pl.col("query_id") == query_id).sort("rank").head(top)
         title = rows["query"][0] if "query" in rows.columns else query_id
         click.echo(f"\n{query_id}: {title}")
