@@ -18,6 +18,7 @@ import polars as pl
 from batchrank.checkpoint import Manifest, OutputDir, write_text_atomically
 from batchrank.errors import CheckpointError, InputDataError, RunFailure, SpecError
 from batchrank.execute.local import run_local_job
+from batchrank.execute.placement import resolve_engines_per_gpu
 from batchrank.io.input import InputFiles, open_input, scan_pairs
 from batchrank.io.parts import read_part_stats, write_table_atomically
 from batchrank.io.validate import (
@@ -166,7 +167,8 @@ def check_output_outside_input(spec: JobSpec) -> None:
 
 
 def choose_executor(spec: JobSpec) -> str:
-    """`auto` means Ray on a Ray cluster or a machine with several GPUs, one local engine otherwise."""
+    """`auto` means Ray on a Ray cluster, with several GPUs or with engines sharing a GPU; one local engine
+    otherwise."""
     if spec.run.executor != "auto":
         return spec.run.executor
     if spec.run.ray_address or os.environ.get("RAY_ADDRESS"):
@@ -174,9 +176,12 @@ def choose_executor(spec: JobSpec) -> str:
     try:
         import torch
 
-        return "ray" if torch.cuda.is_available() and torch.cuda.device_count() > 1 else "local"
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     except ImportError:
-        return "local"
+        gpus = 0
+    if gpus > 1 or (gpus == 1 and resolve_engines_per_gpu(spec, gpus) > 1):
+        return "ray"
+    return "local"
 
 
 def _summarize_parts(out: OutputDir, manifest: Manifest) -> dict[str, int]:

@@ -87,10 +87,14 @@ class RunSpec(_Strict):
         default=None, gt=0, description="local executor: send several ready chunks in one engine call, up to "
         "this many pairs, so the engine drains less often at chunk boundaries (None: one chunk per call)"
     )
+    engines_per_gpu: int | Literal["auto"] = Field(
+        default="auto", description="vLLM engines sharing each GPU, one Ray actor each: a small model leaves the "
+        "GPU waiting on one engine's CPU work. auto: 2 for weights up to 4 GiB, else 1; always 1 without GPUs"
+    )
     chunks_in_flight_per_worker: int = Field(default=2, gt=0)
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
 
-    @field_validator("num_workers")
+    @field_validator("num_workers", "engines_per_gpu")
     @classmethod
     def _positive_workers(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 1:
@@ -128,7 +132,7 @@ class JobSpec(_Strict):
     def results_fingerprint(self) -> str:
         """A hash of every setting that changes which rows are scored or what they score."""
         how_to_run = {"executor", "max_attempts", "prefetch_chunks", "num_workers", "worker_resources",
-                      "chunks_in_flight_per_worker", "ray_address", "engine_batch_pairs"}
+                      "chunks_in_flight_per_worker", "ray_address", "engine_batch_pairs", "engines_per_gpu"}
         # eval only reads the finished output: adding qrels to a job must not refuse its resume.
         relevant = self.model_dump(mode="json", exclude={"run": how_to_run, "eval": True})
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()

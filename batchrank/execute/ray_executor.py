@@ -18,6 +18,7 @@ from typing import Any
 
 from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import BatchrankError, RunFailure
+from batchrank.execute.placement import resolve_engines_per_gpu, resolve_worker_count, worker_options
 from batchrank.plan import Chunk
 from batchrank.progress import Progress
 from batchrank.spec import JobSpec
@@ -28,7 +29,7 @@ log = logging.getLogger("batchrank")
 class ScoringWorker:
     """One engine. Two calls may run at once (a threaded actor): one tokenizes while the other holds the engine."""
 
-    def __init__(self, spec_json: dict[str, Any]):
+    def __init__(self, spec_json: dict[str, Any], engines_per_gpu: int = 1):
         from batchrank.execute.chunk_io import ChunkIO
         from batchrank.io.input import open_input
         from batchrank.scoring.vllm_scorer import VllmScorer
@@ -38,7 +39,7 @@ class ScoringWorker:
         self.out = OutputDir(spec.output.path)
         manifest = self.out.read_manifest()
         assert manifest is not None, "the driver writes job.json before starting workers"
-        self.scorer = VllmScorer(spec)
+        self.scorer = VllmScorer(spec, engines_per_gpu)
         self.io = ChunkIO(spec, open_input(spec.input, spec.output.keep_columns), manifest, self.out, self.scorer)
         self.engine_lock = threading.Lock()
 
@@ -78,22 +79,6 @@ class _Slot:
     pairs: int = 0
 
 
-def resolve_worker_count(spec: JobSpec, cluster_gpus: float) -> int:
-    if spec.run.num_workers != "auto":
-        return int(spec.run.num_workers)
-    tensor_parallel = int(spec.model.engine.get("tensor_parallel_size", 1))
-    return max(1, int(cluster_gpus // tensor_parallel))
-
-
-def worker_options(spec: JobSpec, cluster_gpus: float) -> dict[str, Any]:
-    if spec.run.worker_resources is not None:
-        resources = spec.run.worker_resources
-        return {"num_gpus": resources.num_gpus, "num_cpus": resources.num_cpus}
-    if cluster_gpus:
-        return {"num_gpus": float(spec.model.engine.get("tensor_parallel_size", 1)), "num_cpus": 1}
-    return {"num_gpus": 0, "num_cpus": 1}
-
-
 def run_ray_job(spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list[Chunk], progress: Progress) -> dict[str, Any]:
     import ray
 
@@ -120,19 +105,21 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
     from ray.exceptions import RayActorError, RayTaskError
 
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
-    workers = min(resolve_worker_count(spec, cluster_gpus), len(pending))
-    options = worker_options(spec, cluster_gpus)
+    engines_per_gpu = resolve_engines_per_gpu(spec, cluster_gpus)
+    workers = min(resolve_worker_count(spec, cluster_gpus, engines_per_gpu), len(pending))
+    options = worker_options(spec, cluster_gpus, engines_per_gpu)
     remote_worker = ray.remote(ScoringWorker).options(max_concurrency=2, max_restarts=0, **options)
     spec_json = spec.model_dump(mode="json")
     every_slot: list[_Slot] = []  # replaced actors too, for the per-worker summary
 
     def new_slot() -> _Slot:
-        slot = _Slot(remote_worker.remote(spec_json), f"worker-{len(every_slot)}")
+        slot = _Slot(remote_worker.remote(spec_json, engines_per_gpu), f"worker-{len(every_slot)}")
         every_slot.append(slot)
         return slot
 
     slots = [new_slot() for _ in range(workers)]
-    log.info("ray: %d worker(s) with %s each, %d chunk(s) to score", workers, options, len(pending))
+    log.info("ray: %d worker(s) with %s each (%d engine(s) per GPU), %d chunk(s) to score", workers, options,
+             engines_per_gpu, len(pending))
     queue: deque[Chunk] = deque(pending)
     attempts: Counter[int] = Counter()
     retried: Counter[int] = Counter()
@@ -195,7 +182,8 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
                 submit(other)
     finally:
         _stop_workers(ray, slots)
-    return _summary(workers, options, every_slot, retried, progress, description)
+    summary = _summary(workers, options, every_slot, retried, progress, description)
+    return {**summary, "engines_per_gpu": engines_per_gpu}
 
 
 def _stop_workers(ray: Any, slots: list[_Slot]) -> None:

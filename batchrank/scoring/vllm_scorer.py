@@ -8,12 +8,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from batchrank.errors import SpecError
+from batchrank.execute.placement import MEMORY_KEYS, shared_gpu_kv_cache_bytes
 from batchrank.prompts import PromptEncoder, embedding_query_text, parse_template
 from batchrank.scoring.base import PreparedChunk, default_template, detect_model_kind, order_for_engine
 from batchrank.spec import JobSpec, ModelKind
@@ -31,7 +33,8 @@ QWEN3_YES_NO_OVERRIDES = {
 _ENGINES: dict[str, tuple[Any, float]] = {}
 
 
-def engine_arguments(spec: JobSpec, kind: ModelKind) -> dict[str, Any]:
+def engine_arguments(spec: JobSpec, kind: ModelKind, engines_per_gpu: int = 1) -> dict[str, Any]:
+    """vLLM's LLM arguments; `engines_per_gpu` > 1 gives this engine a fixed share of its GPU's memory."""
     from vllm.platforms import current_platform
 
     arguments: dict[str, Any] = {
@@ -45,13 +48,23 @@ def engine_arguments(spec: JobSpec, kind: ModelKind) -> dict[str, Any]:
     if kind == "qwen3-yes-no":
         arguments["hf_overrides"] = QWEN3_YES_NO_OVERRIDES
     engine = dict(spec.model.engine)
-    if current_platform.is_cpu() and not {"gpu_memory_utilization", "kv_cache_memory_bytes"} & engine.keys():
+    if current_platform.is_cpu() and not MEMORY_KEYS & engine.keys():
         engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    elif engines_per_gpu > 1 and not MEMORY_KEYS & engine.keys():
+        max_model_len = spec.model.max_model_len or _config_max_len(spec.model.path)
+        engine["kv_cache_memory_bytes"] = shared_gpu_kv_cache_bytes(
+            spec.model.path, engines_per_gpu, current_platform.get_device_total_memory(0), max_model_len
+        )
     clash = sorted(engine.keys() & arguments.keys())
     if clash:
         raise SpecError(f"model.engine sets {clash}; set them with model.path/dtype/max_model_len instead")
     arguments.update(engine)
     return arguments
+
+
+def _config_max_len(model_path: str) -> int:
+    config = json.loads((Path(model_path) / "config.json").read_text())
+    return int(config.get("text_config", config).get("max_position_embeddings", 32768))
 
 
 def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
@@ -101,13 +114,13 @@ class _EmbeddingPayload:
 class VllmScorer:
     """Renders prompts with batchrank's own templates and scores their token ids with vLLM."""
 
-    def __init__(self, spec: JobSpec):
+    def __init__(self, spec: JobSpec, engines_per_gpu: int = 1):
         self.kind: ModelKind = detect_model_kind(spec.model)
         template_name = spec.prompt.template or default_template(self.kind)
         if self.kind == "embedding" and spec.prompt.template:
             raise SpecError("prompt.template: an embedding model embeds query and document apart; remove it")
         self.template = parse_template(template_name) if template_name else None
-        self.arguments = engine_arguments(spec, self.kind)
+        self.arguments = engine_arguments(spec, self.kind, engines_per_gpu)
         self.engine, self.engine_start_seconds = start_engine(self.arguments)
         self.max_model_len = int(self.engine.model_config.max_model_len)
         from transformers import AutoTokenizer
