@@ -54,6 +54,10 @@ class ModelSpec(_Strict):
     kind: ModelKind | None = Field(default=None, description="detected from the model's config.json when omitted")
     dtype: str = "auto"
     max_model_len: int | None = Field(default=None, gt=8)
+    batch_invariant: bool = Field(
+        default=False, description="vLLM's batch-invariant kernels (CUDA only): a pair's score no longer depends on "
+        "which pairs share its batch, so a resumed or re-sharded run reproduces scores bit for bit; slower"
+    )
     trust_remote_code: bool = False
     engine: dict[str, Any] = Field(default_factory=dict, description="passed through to vllm.LLM")
 

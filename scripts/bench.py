@@ -467,6 +467,16 @@ def child_environment() -> dict[str, str]:
     return env
 
 
+def computed_floor_line(floor: dict[str, Any]) -> str:
+    if "computed_pairs_per_second" not in floor:
+        return "- computed floor: not known (plain vLLM, whose prefix-cache hits it needs, did not run)"
+    return (
+        f"- computed floor: the same rate over the tokens the GPU must compute once the prefix cache serves each "
+        f"query's shared prefix (prompt tokens less plain vLLM's prefix-cache hits: "
+        f"{floor['computed_tokens_per_pair']:.1f} a pair) = {fmt_rate(floor['computed_pairs_per_second'])} pairs/s"
+    )
+
+
 def run_system(system: str, config_path: Path, work: Path, timeout: float) -> dict[str, Any]:
     out_log, err_log = work / f"log-{system}.out", work / f"log-{system}.err"
     baseline = gpu_memory_used_mib()
@@ -563,7 +573,9 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
 
 
-def fmt_percent(x: float) -> str:
+def fmt_percent(x: float | None) -> str:
+    if x is None:
+        return "n/a"
     return f"{x:.1f}%" if x >= 1 else f"{x:.2g}%"
 
 
@@ -592,26 +604,29 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"parameters: {floor['formula']}; = {floor['gflop_per_token']:.3f} GFLOP per token -> "
         f"{fmt_int(floor['tokens_per_second'])} tokens/s, {fmt_rate(floor['pairs_per_second'])} pairs/s at "
         f"{data['mean_prompt_tokens']:.1f} tokens per pair (attention-score FLOPs left out: a few % at this length)",
+        computed_floor_line(floor),
         "- peak GPU memory: nvidia-smi memory.used sampled every 0.2 s while the system's process ran (vLLM "
         "reserves gpu_memory_utilization, 0.9 by default, of the card: its peak is that reservation, not its need)",
         "- engine start: vLLM's LLM(...) (for batchrank start_engine, the same call), or loading the model for "
         "transformers; the first vLLM system on a fresh machine also fills vLLM's compile cache (~90 s on an H100 "
         "instead of ~40 s)",
         "",
-        "| system | pairs | pairs/s | prompt tokens/s | % of floor | peak GPU memory | engine start | vs plain vLLM |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| system | pairs | pairs/s | prompt tokens/s | % of floor | % of computed floor | peak GPU memory | engine start "
+        "| vs plain vLLM |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for system in report["systems_run"]:
         r = results[system]
         label = report["labels"][system]
         if r["failed"]:
-            lines.append(f"| {label} | FAILED: {r['reason']} | | | | | | |")
+            lines.append(f"| {label} | FAILED: {r['reason']} | | | | | | | |")
             continue
         memory = "n/a" if r["peak_gpu_memory_mib"] is None else f"{r['peak_gpu_memory_mib'] / 1024:.1f} GiB"
         ratio = f"{r['ratio_vs_vllm']:.2f}x" if r.get("ratio_vs_vllm") is not None else "n/a"
         lines.append(
             f"| {label} | {r['pairs']:,} | {fmt_rate(r['pairs_per_second'])} | "
-            f"{fmt_int(r['prompt_tokens_per_second'])} | {fmt_percent(r['percent_of_floor'])} | {memory} | "
+            f"{fmt_int(r['prompt_tokens_per_second'])} | {fmt_percent(r['percent_of_floor'])} | "
+            f"{fmt_percent(r.get('percent_of_computed_floor'))} | {memory} | "
             f"{r['engine_start_seconds']:.1f} s | {ratio} |"
         )
     lines.append("")
@@ -750,10 +765,19 @@ def main(argv: list[str]) -> int:
         "gflop_per_token": flop_per_token / 1e9, "tokens_per_second": floor_tokens,
         "pairs_per_second": floor_tokens / data["mean_prompt_tokens"],
     }
-    vllm_rate = results.get("vllm", {}).get("pairs_per_second")
+    # With the prefix cache on, a candidate after the first of its query skips the shared prefix: the tokens the GPU
+    # must compute are the prompt tokens less the cache hits, which plain vLLM reports for the same token ids.
+    vllm_result = results.get("vllm", {})
+    hits = vllm_result.get("prefix_cache_hit_tokens") if not vllm_result.get("failed", True) else None
+    if hits is not None:
+        computed_per_pair = (vllm_result["prompt_tokens"] - hits) / vllm_result["pairs"]
+        floor.update(computed_tokens_per_pair=computed_per_pair, computed_pairs_per_second=floor_tokens / computed_per_pair)
+    vllm_rate = vllm_result.get("pairs_per_second")
     for result in results.values():
         if not result["failed"]:
             result["percent_of_floor"] = 100 * result["prompt_tokens_per_second"] / floor_tokens
+            if "computed_pairs_per_second" in floor:
+                result["percent_of_computed_floor"] = 100 * result["pairs_per_second"] / floor["computed_pairs_per_second"]
             result["ratio_vs_vllm"] = result["pairs_per_second"] / vllm_rate if vllm_rate else None
     agreement = {
         "batchrank vs plain vLLM": compare_scores(results, "batchrank", "vllm"),

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 
 
@@ -40,7 +42,13 @@ def test_bench_tiny_on_cpu(tmp_path: Path) -> None:
     assert report["gpu"] == "CPU" or report["gpu"].startswith("GPU")
 
     markdown = (tmp_path / "b.md").read_text()
-    assert "| system | pairs | pairs/s | prompt tokens/s | % of floor | peak GPU memory | engine start |" in markdown
+    assert "| system | pairs | pairs/s | prompt tokens/s | % of floor | % of computed floor | peak GPU memory |" in markdown
+    # The computed floor counts prompt tokens less plain vLLM's prefix-cache hits on the same token ids.
+    vllm = report["systems"]["vllm"]
+    computed = (vllm["prompt_tokens"] - vllm["prefix_cache_hit_tokens"]) / vllm["pairs"]
+    assert report["floor"]["computed_tokens_per_pair"] == pytest.approx(computed)
+    assert 0 < computed < report["data"]["mean_prompt_tokens"], "4 queries of 8: the cache serves most prefixes"
+    assert f"{computed:.1f} a pair" in markdown
     assert "bench.py --shape tiny" in markdown
     assert "2 x N x prompt tokens" in markdown
     assert done.stdout.count("| plain vLLM (one llm.classify, defaults) | 32 |") == 1

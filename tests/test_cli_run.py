@@ -132,3 +132,11 @@ def test_several_chunks_per_engine_call_give_the_same_output(finished_job, pairs
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out" / "scores").glob("part-*.parquet"))) == 6, "still one part per chunk"
     assert_same_scores(read_output(tmp_path / "out"), read_output(out))
+
+
+def test_batch_invariant_mode_is_refused_on_the_cpu_build_before_scoring(pairs_file, tiny_model, tmp_path) -> None:
+    job = write_job(tmp_path / "job.yaml", pairs_file, tiny_model, tmp_path / "out")
+    result = run_cli("run", str(job), "--set", "model.batch_invariant=true")
+    assert result.exit_code == 2, result.output
+    assert "model.batch_invariant: vLLM's batch-invariant mode needs a CUDA GPU" in result.output
+    assert not list((tmp_path / "out").glob("scores/part-*.parquet")), "nothing scored"

@@ -67,9 +67,26 @@ def _config_max_len(model_path: str) -> int:
     return int(config.get("text_config", config).get("max_position_embeddings", 32768))
 
 
+def use_batch_invariant_kernels(enabled: bool) -> None:
+    """Switch vLLM's batch-invariant mode for engines started from now on (read by vLLM at engine start)."""
+    if not enabled:
+        os.environ.pop("VLLM_BATCH_INVARIANT", None)
+        return
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cuda():
+        raise SpecError(
+            "model.batch_invariant: vLLM's batch-invariant mode needs a CUDA GPU; this vLLM build runs on "
+            f"{current_platform.device_name or 'the CPU'}. Remove the setting here (CPU scores already repeat to "
+            "about 1e-7)"
+        )
+    os.environ["VLLM_BATCH_INVARIANT"] = "1"
+
+
 def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
     """One engine per process and settings: later jobs in the same process (tests, notebooks) reuse it."""
-    key = json.dumps(arguments, sort_keys=True, default=str)
+    invariant = os.environ.get("VLLM_BATCH_INVARIANT", "0")
+    key = json.dumps({**arguments, "VLLM_BATCH_INVARIANT": invariant}, sort_keys=True, default=str)
     if key not in _ENGINES:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local paths; never reach for a hub
         from vllm import LLM
@@ -121,6 +138,7 @@ class VllmScorer:
             raise SpecError("prompt.template: an embedding model embeds query and document apart; remove it")
         self.template = parse_template(template_name) if template_name else None
         self.arguments = engine_arguments(spec, self.kind, engines_per_gpu)
+        use_batch_invariant_kernels(spec.model.batch_invariant)
         self.engine, self.engine_start_seconds = start_engine(self.arguments)
         self.max_model_len = int(self.engine.model_config.max_model_len)
         from transformers import AutoTokenizer
@@ -201,4 +219,5 @@ class VllmScorer:
             "max_model_len": self.max_model_len,
             "engine_arguments": self.arguments,
             "engine_start_seconds": round(self.engine_start_seconds, 2),
+            "batch_invariant": os.environ.get("VLLM_BATCH_INVARIANT") == "1",
         }
