@@ -311,6 +311,8 @@ def run_batchrank(config: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds,
         "engine_start_seconds": start_seconds,
         "chunk_size": spec.run.chunk_size,
+        "executor": info["execution"]["executor"],
+        "engines_per_gpu": info["execution"].get("engines_per_gpu", 1),
         "chunks": info["chunks"],
         "truncated_pairs": info["truncated_pairs"],
         "run_info_pairs_per_second": info["pairs_per_second_this_run"],
@@ -467,6 +469,13 @@ def child_environment() -> dict[str, str]:
     return env
 
 
+def batchrank_label(result: dict[str, Any]) -> str:
+    executor = result.get("executor", "?")
+    if executor == "ray":
+        executor += f", {result.get('engines_per_gpu', 1)} engine(s) per GPU"
+    return f"batchrank (run_job, {executor}, chunk_size {result.get('chunk_size', '?')})"
+
+
 def computed_floor_line(floor: dict[str, Any]) -> str:
     if "computed_pairs_per_second" not in floor:
         return "- computed floor: not known (plain vLLM, whose prefix-cache hits it needs, did not run)"
@@ -598,7 +607,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"model.engine {json.dumps(report['settings']['engine'])}; plain vLLM: vLLM's defaults"
         + (" plus kv_cache_memory_bytes on CPU" if report["gpu"] == "CPU" else ""),
         "- timed: scoring only (engine start and a warm-up on 256 other synthetic pairs excluded, done by each system "
-        "the same way); batchrank: the whole run_job (checks, plan, tokenize, score, write ranked Parquet parts); "
+        "the same way); batchrank: " + results.get("batchrank", {}).get("timed", "the whole run_job") + "; "
         "plain vLLM: one llm.classify(texts); transformers: tokenize, sort by length, padded batches",
         f"- compute floor: 2 x N x prompt tokens / {floor['peak_tflops']:g} TFLOP/s, with N the non-embedding "
         f"parameters: {floor['formula']}; = {floor['gflop_per_token']:.3f} GFLOP per token -> "
@@ -784,7 +793,7 @@ def main(argv: list[str]) -> int:
         "plain transformers vs plain vLLM": compare_scores(results, "hf", "vllm"),
     }
     labels = {
-        "batchrank": "batchrank (run_job, chunk_size %s)" % results.get("batchrank", {}).get("chunk_size", "?"),
+        "batchrank": batchrank_label(results.get("batchrank", {})),
         "vllm": "plain vLLM (one llm.classify, defaults)",
         "hf": f"plain transformers (SDPA, batch {args.hf_batch})",
     }
