@@ -105,3 +105,23 @@ def test_ray_job_submit_to_a_local_cluster(tiny_model: str, tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     scores = pl.read_parquet(str(tmp_path / "out" / "scores" / "*.parquet"))
     assert scores.height == 60 and (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_auto_puts_two_engines_on_each_gpu_of_a_cluster_for_a_small_model(pairs_and_local_output, tiny_model,
+                                                                           tmp_path) -> None:
+    """A cluster with one (declared) GPU: `auto` picks Ray, two actors with half a GPU each, the local output."""
+    source, local_out = pairs_and_local_output
+    out = tmp_path / "ray"
+    job = write_job(tmp_path / "job.yaml", source, tiny_model, out, run={"chunk_size": 80})  # executor: auto
+    environment = {**os.environ, "RAY_ADDRESS": "127.0.0.1:6380", "RAY_AUTH_MODE": "token",
+                   "RAY_AUTH_TOKEN": os.urandom(32).hex()}
+    # The GPU is a declared resource: Ray places actors by it, and the CPU build of vLLM scores on the CPUs.
+    subprocess.run([RAY, "start", "--head", "--port", "6380", "--num-cpus", "2", "--num-gpus", "1",
+                    "--disable-usage-stats", "--include-dashboard", "false"],
+                   check=True, capture_output=True, timeout=180, env=environment)
+    result = subprocess.run([BATCHRANK, "run", str(job)], capture_output=True, text=True, timeout=900, env=environment)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    execution = json.loads((out / "run.json").read_text())["execution"]
+    assert execution["executor"] == "ray" and execution["engines_per_gpu"] == 2
+    assert execution["workers"] == 2 and execution["worker_resources"] == {"num_gpus": 0.5, "num_cpus": 1}
+    assert_same_output(read(out), read(local_out))
