@@ -83,15 +83,25 @@ def synthetic_vocabulary() -> list[str]:
     return _synthetic_words(6000) + list(_COMMON_WORDS)
 
 
-def synthetic_pairs(n_queries: int, docs_per_query: int, seed: int) -> list[dict[str, str]]:
-    """Queries of 3-10 words; passages log-normal around ~52 words (MS MARCO's ~56), clipped to [8, 400]."""
+def parse_doc_words(text: str) -> tuple[int, int]:
+    median, _, longest = text.partition(":")
+    if not (median.isdigit() and longest.isdigit() and 8 <= int(median) <= int(longest)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MEDIAN:MAX words with 8 <= MEDIAN <= MAX")
+    return int(median), int(longest)
+
+
+def synthetic_pairs(n_queries: int, docs_per_query: int, seed: int, doc_words: tuple[int, int] = (52, 400)
+                    ) -> list[dict[str, str]]:
+    """Queries of 3-10 words; passages log-normal around `doc_words[0]` words (52 by default: MS MARCO's ~56),
+    clipped to [8, doc_words[1]]."""
+    median, longest = doc_words
     words = synthetic_vocabulary()
     rng = random.Random(seed)
     rows = []
     for q in range(n_queries):
         query = " ".join(rng.choices(words, k=rng.randint(3, 10)))
         for d in range(docs_per_query):
-            n_words = max(8, min(400, int(rng.lognormvariate(math.log(52), 0.45))))
+            n_words = max(8, min(longest, int(rng.lognormvariate(math.log(median), 0.45))))
             rows.append(
                 {
                     "query_id": f"s{seed}q{q:05d}",
@@ -600,7 +610,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"- GPU: {report['gpu']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         f"- data: synthetic MS MARCO-shaped pairs grouped by query (seed {data['seed']}): queries 3-10 words, "
-        f"passages log-normal around 52 words in [8, 400]; {data['mean_prompt_tokens']:.1f} prompt tokens per pair "
+        f"passages log-normal around {data.get('doc_words', [52, 400])[0]} words in [8, {data.get('doc_words', [52, 400])[1]}]; "
+        f"{data['mean_prompt_tokens']:.1f} prompt tokens per pair "
         f"with the model card's Qwen3-Reranker prompt ({data['shortened_documents']} passages shortened to fit "
         f"max_model_len {report['settings']['max_model_len']})",
         f"- dtype {report['settings']['dtype']}, max_model_len {report['settings']['max_model_len']}; batchrank "
@@ -679,6 +690,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--work", default="bench-work", help="model, data, per-system logs and scores")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--docs-per-query", type=int, default=100)
+    parser.add_argument("--doc-words", type=parse_doc_words, default=(52, 400), metavar="MEDIAN:MAX",
+                        help="passage length in words: log-normal around MEDIAN, at most MAX (default 52:400, MS "
+                        "MARCO-like; e.g. 8000:30000 with --max-model-len 32768 for the long-document memory run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--systems", default="batchrank,vllm,hf", help="comma-separated: batchrank, vllm, hf")
     parser.add_argument("--dtype", default=None, help="bfloat16 (default), or float32 (the default for tiny on CPU)")
@@ -722,9 +736,10 @@ def main(argv: list[str]) -> int:
     model_dir = ensure_model(args, work)
 
     count_tokens = load_token_counter(model_dir)
-    rows = synthetic_pairs(args.queries, args.docs_per_query, args.seed)
+    rows = synthetic_pairs(args.queries, args.docs_per_query, args.seed, args.doc_words)
     counts, shortened = fit_documents(rows, count_tokens, args.max_model_len)
-    warm_rows = synthetic_pairs(math.ceil(WARMUP_PAIRS / args.docs_per_query), args.docs_per_query, args.seed + 1)
+    warm_rows = synthetic_pairs(math.ceil(WARMUP_PAIRS / args.docs_per_query), args.docs_per_query, args.seed + 1,
+                                args.doc_words)
     warm_rows = warm_rows[:WARMUP_PAIRS]
     fit_documents(warm_rows, count_tokens, args.max_model_len)
     pairs_path = write_pairs(rows, work / "pairs.parquet")
@@ -733,6 +748,7 @@ def main(argv: list[str]) -> int:
         "pairs": len(rows), "queries": args.queries, "docs_per_query": args.docs_per_query, "seed": args.seed,
         "prompt_tokens": sum(counts), "mean_prompt_tokens": sum(counts) / len(rows),
         "max_prompt_tokens": max(counts), "shortened_documents": shortened, "path": str(pairs_path),
+        "doc_words": list(args.doc_words),
     }
     print(f"data: {len(rows):,} pairs, {data['mean_prompt_tokens']:.1f} prompt tokens per pair (max "
           f"{data['max_prompt_tokens']}), {shortened} passages shortened to fit; {pairs_path}", flush=True)
