@@ -8,6 +8,9 @@ Layout of OUTPUT/:
   rejects.parquet       with input.on_bad_rows: skip: every rejected row with its reason, merged at the end
   run.json, _SUCCESS    written when every part exists
   .lock                 the host and pid of the run that holds the directory, locked with fcntl.lockf while it runs
+  _lock.json            instead of .lock in an object store (s3://, gs://): a lease with a heartbeat (lease.py)
+
+OUTPUT may be an object-store URI: the same layout, each file an object written in one upload (storage.py).
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from batchrank import storage
 from batchrank.errors import CheckpointError, RunFailure
+from batchrank.io import parquet_files
 from batchrank.io.parts import read_part_stats
+from batchrank.lease import STALE_SECONDS, Lease
 from batchrank.plan import Chunk
+from batchrank.storage import Location, ObjectPath
 
 MANIFEST_VERSION = 1
 
@@ -73,34 +77,37 @@ def describe_fingerprint_change(old: dict[str, Any], new: dict[str, Any]) -> str
 class OutputDir:
     """One job's output directory."""
 
-    def __init__(self, path: str | Path):
-        self.root = Path(path)
+    def __init__(self, path: str | Path | ObjectPath):
+        self.root = storage.as_location(path)
         self.scores = self.root / "scores"
         self.manifest_path = self.root / "job.json"
         self.success_path = self.root / "_SUCCESS"
         self.run_info_path = self.root / "run.json"
-        self.lock_path = self.root / ".lock"
+        self.remote = isinstance(self.root, ObjectPath)
+        self.lock_path = self.root / ("_lock.json" if self.remote else ".lock")
         self.rejects = self.root / "rejects"
         self.plan_rejects_path = self.rejects / "plan.parquet"
         self.rejects_path = self.root / "rejects.parquet"
         self._lock_descriptor: int | None = None
+        self._lease: Lease | None = None
 
-    def part_path(self, chunk: Chunk) -> Path:
+    def part_path(self, chunk: Chunk) -> Location:
         return self.scores / chunk.part_name
 
-    def rejects_part_path(self, chunk: Chunk) -> Path:
+    def rejects_part_path(self, chunk: Chunk) -> Location:
         return self.rejects / chunk.part_name
 
     def read_manifest(self) -> Manifest | None:
-        if not self.manifest_path.exists():
-            return None
-        try:
-            data = json.loads(self.manifest_path.read_text())
-            return Manifest.from_json(data)
-        except (ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(
-                f"{self.manifest_path}: unreadable checkpoint manifest ({error}); rerun with --overwrite"
-            ) from None
+        with storage.reaching(self.manifest_path):  # a missing bucket or no credentials: one clear line
+            if not self.manifest_path.exists():
+                return None
+            try:
+                data = json.loads(self.manifest_path.read_text())
+                return Manifest.from_json(data)
+            except (ValueError, KeyError, TypeError) as error:
+                raise CheckpointError(
+                    f"{self.manifest_path}: unreadable checkpoint manifest ({error}); rerun with --overwrite"
+                ) from None
 
     def write_manifest(self, manifest: Manifest) -> None:
         self.scores.mkdir(parents=True, exist_ok=True)
@@ -114,7 +121,7 @@ class OutputDir:
             )
         if manifest.rejected_rows:  # written before job.json, so only damage from outside can spoil it
             try:
-                rows = pq.read_metadata(self.plan_rejects_path).num_rows
+                rows = parquet_files.read_metadata(self.plan_rejects_path).num_rows
             except Exception as error:  # noqa: BLE001 - missing or unreadable: the same answer
                 rows, why = -1, f"unreadable: {error}"
             else:
@@ -134,9 +141,9 @@ class OutputDir:
             if not path.exists():
                 continue
             try:
-                rows = pq.read_metadata(path).num_rows
+                rows = parquet_files.read_metadata(path).num_rows
                 rejected = read_part_stats(path).rejected_pairs
-                if rejected and pq.read_metadata(self.rejects_part_path(chunk)).num_rows != rejected:
+                if rejected and parquet_files.read_metadata(self.rejects_part_path(chunk)).num_rows != rejected:
                     rows = -1
             except Exception:  # noqa: BLE001 - any unreadable part is redone, whatever the reader raised
                 rows, rejected = -1, 0
@@ -149,12 +156,14 @@ class OutputDir:
     def clear(self) -> None:
         """Remove what batchrank wrote (for --overwrite); other files in the directory are left alone."""
         for name in ("scores", "staging", "rejects"):
-            shutil.rmtree(self.root / name, ignore_errors=True)
+            storage.delete_tree(self.root / name)
         for path in (self.manifest_path, self.success_path, self.run_info_path, self.rejects_path):
             path.unlink(missing_ok=True)
 
     def remove_temporaries(self) -> None:
         """Temporary files of a killed run (a part, run.json, rejects being written); never read as results."""
+        if self.remote:  # an object is written in one upload: there are no temporaries
+            return
         for folder in (self.root, self.scores, self.rejects):
             if folder.exists():
                 for stale in folder.glob(".*.tmp*"):
@@ -170,7 +179,11 @@ class OutputDir:
         is never taken over (a file system whose locks do not reach across hosts cannot tell a live run from a dead
         one): remove it once that run is known to be dead. Where the file system has no locks at all, a holder whose
         pid is gone on this host is taken over, as before.
+
+        In an object store, OUTPUT/_lock.json is a lease kept alive by a heartbeat instead (lease.py: best effort).
         """
+        if self.remote:
+            return self._acquire_lease()
         self.root.mkdir(parents=True, exist_ok=True)
         key = str(self.lock_path.resolve())
         if key in _LOCKS_HELD_HERE:  # lockf locks are per process: a second run in this process would get it too
@@ -199,6 +212,22 @@ class OutputDir:
             return
         raise CheckpointError(f"{self.lock_path}: could not take the lock; another run keeps replacing it")
 
+    def _acquire_lease(self) -> None:
+        assert isinstance(self.lock_path, ObjectPath)
+        key = str(self.lock_path)
+        if key in _LOCKS_HELD_HERE:
+            raise CheckpointError(f"{self.root} is in use by another batchrank run in this process (pid {os.getpid()})")
+
+        def in_use(holder: dict[str, Any], age: float) -> CheckpointError:
+            return CheckpointError(f"{self._in_use(holder)} (its lease was renewed {age:.0f} s ago; one older than "
+                                   f"{STALE_SECONDS:.0f} s is taken over)")
+
+        lease = Lease(self.lock_path, in_use)
+        with storage.reaching(self.lock_path):  # the first write to the output: a missing bucket shows here
+            lease.acquire()
+        self._lease = lease
+        _LOCKS_HELD_HERE.add(key)
+
     def _in_use(self, holder: dict[str, Any] | None) -> CheckpointError:
         holder = holder or {}
         return CheckpointError(
@@ -209,6 +238,11 @@ class OutputDir:
     def release_lock(self) -> None:
         """Remove the lock file (if it is still ours) and drop the lock. Never opens the file a second time: closing
         any descriptor of a lockf-locked file releases the process's lock."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+            _LOCKS_HELD_HERE.discard(str(self.lock_path))
+            return
         descriptor, self._lock_descriptor = self._lock_descriptor, None
         if descriptor is None:
             return
@@ -263,9 +297,15 @@ def _holder_is_gone(holder: dict[str, Any]) -> bool:
     return False
 
 
-def write_text_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Location, text: str) -> None:
     """Write a temporary file and rename it into place; a write error (a full disk) is a RunFailure naming the
-    path, and leaves the previous file, if any, as it was."""
+    path, and leaves the previous file, if any, as it was. An object is uploaded in one piece."""
+    if isinstance(path, ObjectPath):
+        try:
+            storage.write_bytes_atomically(path, text.encode())
+        except OSError as error:
+            raise RunFailure(f"{path}: cannot write: {error}") from error
+        return
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "w") as handle:

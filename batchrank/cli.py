@@ -9,11 +9,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from batchrank.errors import BatchrankError, RunFailure
+
+if TYPE_CHECKING:
+    from batchrank.storage import ObjectPath
 
 log = logging.getLogger("batchrank")
 
@@ -160,7 +163,7 @@ def status(output_dir: str) -> None:
     print_status(output_dir)
 
 
-def _evaluate_and_report(output: str | os.PathLike[str], qrels: Any, after_run: bool = False) -> None:
+def _evaluate_and_report(output: str | os.PathLike[str] | ObjectPath, qrels: Any, after_run: bool = False) -> None:
     """With qrels: print the metrics table and write OUTPUT/eval.json. Always: write OUTPUT/report.html."""
     evaluation = None
     if qrels is not None:

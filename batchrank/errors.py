@@ -21,6 +21,11 @@ class CheckpointError(BatchrankError):
     """The output directory holds another job's checkpoint, or is locked by a running job."""
 
 
+class StorageError(BatchrankError):
+    """An object store cannot be used: a missing bucket, no or wrong credentials, an unreachable endpoint. The
+    message names the URI."""
+
+
 class RunFailure(Exception):
     """The job failed while running (engine crash, write error). Finished parts are kept. The CLI exits 1."""
 

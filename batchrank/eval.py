@@ -33,12 +33,15 @@ import polars as pl
 from ir_measures import AP, RR, R, nDCG
 from pydantic import ValidationError
 
+from batchrank import storage
 from batchrank.checkpoint import write_text_atomically
 from batchrank.errors import BatchrankError, InputDataError
+from batchrank.io import parquet_files
 from batchrank.io.input import resolve_input_paths
 from batchrank.qrels import Qrels
 from batchrank.results import FinishedOutput, open_finished
 from batchrank.spec import InputSpec
+from batchrank.storage import Location, ObjectPath
 
 # Report names (what the MS MARCO and TREC literature calls them) and the ir-measures measure behind each.
 MEASURES = {"nDCG@10": nDCG @ 10, "MRR@10": RR @ 10, "Recall@100": R @ 100, "MAP": AP}
@@ -87,7 +90,7 @@ class Evaluation:
         }
 
 
-def evaluate(output_dir: str | Path, qrels: Qrels) -> Evaluation:
+def evaluate(output_dir: str | Path | ObjectPath, qrels: Qrels) -> Evaluation:
     """Metrics of the reranked order and, when a first-stage signal exists, of the first-stage order."""
     out = open_finished(output_dir)
     scores = out.scan_scores("query_id", "doc_id", "rank").collect()
@@ -187,13 +190,16 @@ def _first_stage_from_input(out: FinishedOutput) -> tuple[pl.LazyFrame | None, s
         paths = resolve_input_paths(spec.path)
     except (KeyError, TypeError, ValidationError, BatchrankError):
         return None, f"the output has no first-stage column and the job's input is not readable; {keep_hint}"
-    current = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+    try:
+        current = storage.file_signatures(paths)
+    except OSError:
+        current = None
     if out.manifest().get("fingerprint", {}).get("inputs") != current:
         return None, f"the output has no first-stage column and the job's input changed since the run; {keep_hint}"
-    names = pl.scan_parquet([str(p) for p in paths]).collect_schema().names()
+    names = parquet_files.scan(paths).collect_schema().names()
     for column in FIRST_STAGE_COLUMNS:
         if column in names:
-            frame = pl.scan_parquet([str(p) for p in paths]).select(
+            frame = parquet_files.scan(paths).select(
                 pl.col(spec.column("query_id")).cast(pl.String).alias("query_id"),
                 pl.col(spec.column("doc_id")).cast(pl.String).alias("doc_id"),
                 pl.col(column),
@@ -219,7 +225,7 @@ def format_table(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def write_eval_json(evaluation: Evaluation, output_dir: str | Path) -> Path:
-    path = Path(output_dir) / "eval.json"
+def write_eval_json(evaluation: Evaluation, output_dir: str | Path | ObjectPath) -> Location:
+    path = storage.as_location(output_dir) / "eval.json"
     write_text_atomically(path, json.dumps(evaluation.to_json(), indent=1) + "\n")
     return path

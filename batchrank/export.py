@@ -10,17 +10,19 @@ from typing import BinaryIO, Literal
 import polars as pl
 
 from batchrank.errors import InputDataError
+from batchrank.io import parquet_files
 from batchrank.results import open_finished
+from batchrank.storage import ObjectPath
 
 ExportFormat = Literal["trec", "jsonl"]
 _WHITESPACE = re.compile(r"\s")
 
 
-def ranked_rows(output_dir: str | Path, top: int | None = None) -> pl.DataFrame:
+def ranked_rows(output_dir: str | Path | ObjectPath, top: int | None = None) -> pl.DataFrame:
     """Every scored row (or each query's best `top`), sorted by query id then rank."""
     out = open_finished(output_dir)
     # Sort on the ids' own type (numbers numerically), then rank; the ids stay as the output has them.
-    frame = pl.scan_parquet([str(p) for p in out.parts])
+    frame = parquet_files.scan(out.parts)
     if top is not None:
         frame = frame.filter(pl.col("rank") <= top)
     return frame.sort("query_id", "rank").collect()
@@ -57,7 +59,7 @@ def write_jsonl(frame: pl.DataFrame, sink: BinaryIO) -> None:
     frame.write_ndjson(sink)
 
 
-def export(output_dir: str | Path, fmt: ExportFormat, sink: BinaryIO, top: int | None = None, tag: str = "batchrank"
+def export(output_dir: str | Path | ObjectPath, fmt: ExportFormat, sink: BinaryIO, top: int | None = None, tag: str = "batchrank"
            ) -> int:
     """Write the ranking of OUTPUT_DIR to `sink`; returns the number of rows written."""
     if fmt == "trec":
@@ -70,7 +72,7 @@ def export(output_dir: str | Path, fmt: ExportFormat, sink: BinaryIO, top: int |
     return frame.height
 
 
-def export_to_path(output_dir: str | Path, fmt: ExportFormat, destination: str | Path, top: int | None = None,
+def export_to_path(output_dir: str | Path | ObjectPath, fmt: ExportFormat, destination: str | Path, top: int | None = None,
                    tag: str = "batchrank") -> int:
     """Like export(), into a file renamed into place: a failed export leaves no half-written file."""
     destination = Path(destination)

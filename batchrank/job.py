@@ -15,10 +15,12 @@ from typing import Any
 
 import polars as pl
 
+from batchrank import storage
 from batchrank.checkpoint import Manifest, OutputDir, write_text_atomically
 from batchrank.errors import CheckpointError, InputDataError, RunFailure, SpecError
 from batchrank.execute.local import run_local_job
 from batchrank.execute.placement import resolve_engines_per_gpu
+from batchrank.io import parquet_files
 from batchrank.io.input import InputFiles, open_input, scan_pairs
 from batchrank.io.parts import read_part_stats, write_table_atomically
 from batchrank.io.validate import (
@@ -34,6 +36,7 @@ from batchrank.plan import cut_chunks, job_fingerprint, queries_are_contiguous, 
 from batchrank.progress import Progress
 from batchrank.scoring.base import Scorer
 from batchrank.spec import JobSpec
+from batchrank.storage import Location, ObjectPath
 
 log = logging.getLogger("batchrank")
 ScorerFactory = Callable[[JobSpec], Scorer]
@@ -41,7 +44,7 @@ ScorerFactory = Callable[[JobSpec], Scorer]
 
 @dataclass(frozen=True)
 class JobResult:
-    output: Path
+    output: Location
     total_pairs: int
     total_chunks: int
     chunks_scored: int
@@ -109,12 +112,12 @@ def plan_chunks(
             raise RunFailure(f"{staged_path}: cannot write the staged input: {error}") from error
         log.info("staged the rows to score, grouped by query, at %s", staged_path)
         staged = str(staged_path)
-        index = build_row_index(pl.scan_parquet(staged_path))
+        index = build_row_index(parquet_files.scan([staged_path]))
     chunks = cut_chunks(query_sizes_in_order(index), spec.run.chunk_size)
     return Manifest(fingerprint, chunks, index.height, staged, 0 if rejected_rows is None else len(rejected_rows))
 
 
-def _write_or_fail(frame: pl.DataFrame, path: Path) -> None:
+def _write_or_fail(frame: pl.DataFrame, path: Location) -> None:
     try:
         write_table_atomically(frame, path)
     except OSError as error:
@@ -138,13 +141,13 @@ def merge_rejects(spec: JobSpec, files: InputFiles, out: OutputDir, manifest: Ma
     pieces = [empty]
     try:
         if manifest.rejected_rows:
-            planned = pl.read_parquet(out.plan_rejects_path)
+            planned = parquet_files.read_frame(out.plan_rejects_path)
             if planned.height != manifest.rejected_rows:
                 raise ValueError(f"{planned.height} rows, the plan says {manifest.rejected_rows}")
             pieces.append(planned)
         for chunk in manifest.chunks:
             if read_part_stats(out.part_path(chunk)).rejected_pairs:
-                pieces.append(pl.read_parquet(out.rejects_part_path(chunk)))
+                pieces.append(parquet_files.read_frame(out.rejects_part_path(chunk)))
     except (OSError, ValueError, pl.exceptions.PolarsError) as error:
         raise CheckpointError(
             f"{out.rejects}: the rejected rows of the checkpoint are damaged ({error}); rerun with --overwrite"
@@ -156,6 +159,8 @@ def merge_rejects(spec: JobSpec, files: InputFiles, out: OutputDir, manifest: Ma
 
 def check_output_outside_input(spec: JobSpec) -> None:
     """An output directory inside the input directory would feed the job's own parts back in as input."""
+    if storage.is_remote(spec.input.path) or storage.is_remote(spec.output.path):
+        return _check_objects_outside_input(spec)
     source = Path(spec.input.path)
     if source.is_dir():
         source, output = source.resolve(), Path(spec.output.path).resolve()
@@ -164,6 +169,26 @@ def check_output_outside_input(spec: JobSpec) -> None:
                 f"output.path {spec.output.path} lies inside input.path {spec.input.path}; the job's own output "
                 "would be read as input. Choose an output.path outside it"
             )
+
+
+def _check_objects_outside_input(spec: JobSpec) -> None:
+    """The same rule for URIs, without a request: an output under an input prefix is refused, and under a glob's
+    fixed prefix when the glob would match what the job writes there."""
+    if not (storage.is_remote(spec.input.path) and storage.is_remote(spec.output.path)):
+        return  # one local, one in an object store: never inside each other
+    source, output = ObjectPath(spec.input.path), ObjectPath(spec.output.path)
+    if storage.has_wildcards(source.key):
+        written = [output / "scores" / "part-000000.parquet", output / "rejects" / "part-000000.parquet",
+                   output / "staging" / "input-grouped-by-query.parquet", output / "rejects.parquet"]
+        inside = output.is_relative_to(storage.glob_base(source)) and any(
+            storage.matches_glob(str(path), str(source)) for path in written)
+    else:
+        inside = output.is_relative_to(source)
+    if inside:
+        raise SpecError(
+            f"output.path {spec.output.path} lies inside input.path {spec.input.path}; the job's own output "
+            "would be read as input. Choose an output.path outside it"
+        )
 
 
 def choose_executor(spec: JobSpec) -> str:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 import polars as pl
 
+from batchrank import storage
 from batchrank.checkpoint import OutputDir
 from batchrank.errors import CheckpointError
+from batchrank.io import parquet_files
 from batchrank.io.validate import InputReport
 from batchrank.job import JobResult
 from batchrank.results import open_finished
+from batchrank.storage import Location
 
 
 def print_run_summary(result: JobResult) -> None:
@@ -30,12 +31,12 @@ def print_run_summary(result: JobResult) -> None:
     click.echo(f"scores: {result.output / 'scores'}  run info: {result.output / 'run.json'}")
 
 
-def print_preview(output: Path, queries: int, top: int = 3) -> None:
+def print_preview(output: Location, queries: int, top: int = 3) -> None:
     """The best rows of the first few queries. A chunk holds whole queries, so reading the first parts is enough:
     the rest of a millions-of-rows output is never loaded for this."""
     frames, seen = [], 0
     for part in open_finished(output).parts:
-        frame = pl.read_parquet(part)
+        frame = parquet_files.read_frame(part)
         frames.append(frame)
         seen += frame["query_id"].n_unique()
         if seen >= queries:
@@ -66,6 +67,8 @@ def print_status(output_dir: str) -> None:
     out = OutputDir(output_dir)
     manifest = out.read_manifest()
     if manifest is None:
+        with storage.reaching(out.root):
+            storage.require_bucket(out.root)
         raise CheckpointError(f"{output_dir}: no job.json here; not a batchrank output directory (or not started)")
     done_ids = {c.chunk_id for c in manifest.chunks if out.part_path(c).exists()}
     rows = sum(c.num_rows for c in manifest.chunks if c.chunk_id in done_ids)

@@ -25,6 +25,7 @@ from batchrank.eval import MEASURES, Evaluation
 from batchrank.io.parts import ChunkStats
 from batchrank.qrels import Qrels
 from batchrank.results import FinishedOutput, open_finished
+from batchrank.storage import Location, ObjectPath
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -37,7 +38,8 @@ img { max-width: 100%; border: 1px solid #eee; } pre { background: #f6f8fa; padd
 _PNG_NAMES = ("ndcg-delta.png", "scores.png", "throughput.png")
 
 
-def write_report(output_dir: str | Path, evaluation: Evaluation | None = None, qrels: Qrels | None = None) -> Path:
+def write_report(output_dir: str | Path | ObjectPath, evaluation: Evaluation | None = None,
+                 qrels: Qrels | None = None) -> Location:
     """Write OUTPUT/report.html and OUTPUT/report/*.png; returns the HTML's path."""
     out = open_finished(output_dir)
     figures: list[tuple[str, str, bytes]] = []  # (file name, caption, PNG)

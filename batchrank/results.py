@@ -9,25 +9,28 @@ from typing import Any
 
 import polars as pl
 
+from batchrank import storage
 from batchrank.errors import CheckpointError
+from batchrank.io import parquet_files
 from batchrank.io.parts import ChunkStats, read_part_stats
+from batchrank.storage import Location, ObjectPath
 
 
 @dataclass(frozen=True)
 class FinishedOutput:
     """OUTPUT/ of a job that wrote _SUCCESS: its parts, run.json and job.json."""
 
-    root: Path
+    root: Location
     run_info: dict[str, Any]
-    parts: list[Path]
+    parts: list[Location]
 
     @property
     def columns(self) -> list[str]:
-        return list(pl.scan_parquet(str(self.parts[0])).collect_schema().names())
+        return list(parquet_files.scan(self.parts[:1]).collect_schema().names())
 
     def scan_scores(self, *columns: str) -> pl.LazyFrame:
         """The scored rows (every part); query_id and doc_id as strings, the one id type qrels and TREC files know."""
-        frame = pl.scan_parquet([str(p) for p in self.parts])
+        frame = parquet_files.scan(self.parts)
         if columns:
             frame = frame.select(columns)
         ids = [c for c in ("query_id", "doc_id") if not columns or c in columns]
@@ -44,10 +47,16 @@ class FinishedOutput:
             return {}
 
 
-def open_finished(output_dir: str | Path) -> FinishedOutput:
+def open_finished(output_dir: str | Path | ObjectPath) -> FinishedOutput:
     """Check that OUTPUT_DIR holds a finished batchrank job; partial results would give misleading metrics."""
-    root = Path(output_dir)
+    root = storage.as_location(output_dir)
+    with storage.reaching(root):  # a missing bucket or no credentials: one clear line
+        return _open_finished(root)
+
+
+def _open_finished(root: Location) -> FinishedOutput:
     if not (root / "job.json").exists():
+        storage.require_bucket(root)
         raise CheckpointError(f"{root}: no job.json here; not a batchrank output directory (or not started)")
     if not (root / "_SUCCESS").exists():
         raise CheckpointError(f"{root}: the job has not finished (no _SUCCESS); run it to the end first")

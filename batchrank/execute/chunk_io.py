@@ -7,10 +7,13 @@ from typing import NamedTuple
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from batchrank import storage
 from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import InputDataError, RunFailure
-from batchrank.io.input import InputFiles, scan_pairs
+from batchrank.io.input import InputFiles, pair_columns, scan_pairs, source_columns
+from batchrank.io.parquet_files import RowRangeReader
 from batchrank.io.parts import ChunkStats, rank_within_queries, write_part_atomically, write_table_atomically
 from batchrank.io.validate import REJECTS_COLUMNS, TOO_LONG_REASON, locate_row, source_locations
 from batchrank.plan import SOURCE_ROW, Chunk
@@ -36,8 +39,17 @@ class ChunkIO:
     """Reads a chunk's rows, prepares them for the scorer, and writes its scored part."""
 
     def __init__(self, spec: JobSpec, files: InputFiles, manifest: Manifest, out: OutputDir, scorer: Scorer):
-        if manifest.staged_input:
+        # Objects are read by the row groups that hold a chunk; local files through polars' slice, as before.
+        self.rows: RowRangeReader | None = None
+        if manifest.staged_input and storage.is_remote(manifest.staged_input):
+            self.rows = RowRangeReader([storage.as_location(manifest.staged_input)])
+            self.columns, self.select = None, [pl.all()]
+        elif manifest.staged_input:
             self.pairs = pl.scan_parquet(manifest.staged_input)
+        elif any(storage.is_remote(path) for path in files.paths):
+            self.rows = RowRangeReader(files.paths, files.num_rows)
+            self.columns = source_columns(spec.input, spec.output.keep_columns)
+            self.select = pair_columns(spec.input, spec.output.keep_columns)
         else:
             self.pairs = scan_pairs(spec.input, files, spec.output.keep_columns)
         self.files, self.staged = files, manifest.staged_input is not None
@@ -53,10 +65,17 @@ class ChunkIO:
             return None
         return pl.Series(np.arange(chunk.start, chunk.start + frame.height, dtype=np.int64))
 
+    def _read(self, chunk: Chunk) -> pl.DataFrame:
+        if self.rows is None:
+            return self.pairs.slice(chunk.start, chunk.num_rows).collect()
+        frame = pl.from_arrow(self.rows.read(chunk.start, chunk.num_rows, self.columns))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.select(self.select)
+
     def load(self, chunk: Chunk) -> ChunkWork:
         try:
-            frame = self.pairs.slice(chunk.start, chunk.num_rows).collect()
-        except (pl.exceptions.PolarsError, OSError) as error:
+            frame = self._read(chunk)
+        except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
             raise RunFailure(f"chunk {chunk.chunk_id}: cannot read its rows of the input: {error}") from error
         prepared = self.scorer.prepare(frame)
         if not prepared.too_long_rows:

@@ -96,6 +96,9 @@ def run_ray_job(spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list
 
 def _forwarded_environment() -> dict[str, str]:
     names = ("HF_HUB_OFFLINE", "VLLM_LOGGING_LEVEL", "VLLM_USE_FLASHINFER_SAMPLER", "PYTHONPATH", "VLLM_CPU_KVCACHE_SPACE")
+    # Where the object store is, so workers read and write the driver's s3:// paths; never the secrets, which
+    # would sit in the job's runtime_env (each node needs its own credentials: README, object-store paths).
+    names += ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
     environment = {name: os.environ[name] for name in names if name in os.environ}
     environment.setdefault("HF_HUB_OFFLINE", "1")
     return environment

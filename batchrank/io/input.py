@@ -1,4 +1,7 @@
-"""Find the input Parquet files, check their schema, and scan them lazily with canonical column names."""
+"""Find the input Parquet files, check their schema, and scan them lazily with canonical column names.
+
+input.path may be a local path or an object-store URI (s3://, gs://): a file, a prefix, or a glob.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchrank.errors import InputDataError
+from batchrank import storage
+from batchrank.errors import InputDataError, StorageError
+from batchrank.io import parquet_files
 from batchrank.spec import CANONICAL_COLUMNS, InputSpec
+from batchrank.storage import Location, ObjectPath
 
 _ID_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_integer)
 _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
@@ -21,7 +27,7 @@ _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_
 class InputFiles:
     """The resolved input: Parquet files in a fixed order, with their common schema and row counts."""
 
-    paths: list[Path]
+    paths: list[Location]
     schema: pa.Schema
     num_rows: list[int]
 
@@ -30,8 +36,10 @@ class InputFiles:
         return sum(self.num_rows)
 
 
-def resolve_input_paths(path: str) -> list[Path]:
+def resolve_input_paths(path: str) -> list[Location]:
     """A file, every *.parquet under a directory, or a glob; sorted so the row order is stable."""
+    if storage.is_remote(path):
+        return _resolve_objects(path)
     if any(ch in path for ch in "*?["):
         matches = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
         if not matches:
@@ -48,7 +56,38 @@ def resolve_input_paths(path: str) -> list[Path]:
     return [candidate]
 
 
-def _read_schema(path: Path) -> tuple[pa.Schema, int]:
+def _resolve_objects(path: str) -> list[Location]:
+    """An object, every *.parquet under a prefix, or a glob (storage.glob's rules), from one listing."""
+    try:
+        location = ObjectPath(path)
+        if storage.has_wildcards(location.key):
+            matches: list[Location] = list(storage.glob(path))
+            what = "the glob matches no object"
+        elif location.is_file():
+            return [location]
+        else:
+            matches = list(storage.list_files(location, ".parquet"))
+            what = "no such object, and no .parquet object under that prefix"
+        if not matches and not storage.bucket_exists(location):
+            what = f"the bucket {location.bucket!r} does not exist"
+    except StorageError as error:
+        raise InputDataError(f"input.path {error}") from None
+    except (OSError, ValueError) as error:
+        raise InputDataError(f"input.path {storage.describe_error(path, error)}") from None
+    if not matches:
+        raise InputDataError(f"input.path {path}: {what}")
+    return matches
+
+
+def _read_schema(path: Location) -> tuple[pa.Schema, int]:
+    if isinstance(path, ObjectPath):
+        try:
+            metadata = parquet_files.read_metadata(path)
+            return metadata.schema.to_arrow_schema(), metadata.num_rows
+        except pa.ArrowInvalid as error:
+            raise InputDataError(f"{path}: not a readable Parquet file ({error})") from None
+        except OSError as error:
+            raise InputDataError(storage.describe_error(path, error)) from None
     try:
         metadata = pq.read_metadata(path)
         return metadata.schema.to_arrow_schema(), metadata.num_rows
@@ -58,7 +97,7 @@ def _read_schema(path: Path) -> tuple[pa.Schema, int]:
         raise InputDataError(f"{path}: not a readable Parquet file ({error})") from None
 
 
-def _check_column(path: Path, schema: pa.Schema, name: str, canonical: str) -> None:
+def _check_column(path: Location, schema: pa.Schema, name: str, canonical: str) -> None:
     if name not in schema.names:
         mapped = f" (mapped from {canonical} in input.columns)" if name != canonical else ""
         raise InputDataError(
@@ -106,9 +145,20 @@ def open_input(spec: InputSpec, keep_columns: list[str] | tuple[str, ...] = ()) 
     return InputFiles(paths, first_schema, num_rows)
 
 
-def scan_pairs(spec: InputSpec, files: InputFiles, keep_columns: list[str] | tuple[str, ...] = ()) -> pl.LazyFrame:
-    """A lazy frame of the input with canonical names (query_id, query, doc_id, document) plus kept columns."""
+def pair_columns(spec: InputSpec, keep_columns: list[str] | tuple[str, ...] = ()) -> list[pl.Expr]:
+    """The input's columns under canonical names (query_id, query, doc_id, document), then the kept columns."""
     columns = [pl.col(spec.column(c)).alias(c) for c in CANONICAL_COLUMNS]
     # A kept column that is already there under its canonical name (e.g. `query`) is not selected twice.
     columns += [pl.col(name) for name in keep_columns if name not in CANONICAL_COLUMNS]
-    return pl.scan_parquet([str(p) for p in files.paths]).select(columns)
+    return columns
+
+
+def source_columns(spec: InputSpec, keep_columns: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The input file's own names of the columns pair_columns selects."""
+    names = [spec.column(c) for c in CANONICAL_COLUMNS] + [n for n in keep_columns if n not in CANONICAL_COLUMNS]
+    return list(dict.fromkeys(names))
+
+
+def scan_pairs(spec: InputSpec, files: InputFiles, keep_columns: list[str] | tuple[str, ...] = ()) -> pl.LazyFrame:
+    """A lazy frame of the input with canonical names (query_id, query, doc_id, document) plus kept columns."""
+    return parquet_files.scan(files.paths).select(pair_columns(spec, keep_columns))

@@ -1,15 +1,19 @@
-"""Scored parts: one Parquet file per chunk, written under a temporary name and renamed into place."""
+"""Scored parts: one Parquet file per chunk, written under a temporary name and renamed into place (in an object
+store: uploaded in one piece, which appears whole or not at all)."""
 
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from batchrank import storage
+from batchrank.io import parquet_files
+from batchrank.storage import Location, ObjectPath
 
 PART_STATS_KEY = b"batchrank.chunk"
 
@@ -34,7 +38,7 @@ def rank_within_queries(scored: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_part_atomically(frame: pl.DataFrame, destination: Path, stats: ChunkStats) -> None:
+def write_part_atomically(frame: pl.DataFrame, destination: Location, stats: ChunkStats) -> None:
     """Write, fsync and rename: a reader sees the whole part or none of it."""
     table = frame.to_arrow()
     metadata = dict(table.schema.metadata or {})
@@ -42,11 +46,17 @@ def write_part_atomically(frame: pl.DataFrame, destination: Path, stats: ChunkSt
     write_table_atomically(table.replace_schema_metadata(metadata), destination)
 
 
-def write_table_atomically(table: pa.Table | pl.DataFrame, destination: Path) -> None:
+def write_table_atomically(table: pa.Table | pl.DataFrame, destination: Location) -> None:
     """Write a temporary file, fsync, rename into place; on any error the temporary is removed, the destination
-    untouched (a full disk leaves no half-written file behind)."""
+    untouched (a full disk leaves no half-written file behind). An object is written to memory first, then
+    uploaded in one piece."""
     if isinstance(table, pl.DataFrame):
         table = table.to_arrow()
+    if isinstance(destination, ObjectPath):
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        storage.write_bytes_atomically(destination, buffer.getvalue())
+        return
     temporary = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "wb") as handle:
@@ -59,6 +69,6 @@ def write_table_atomically(table: pa.Table | pl.DataFrame, destination: Path) ->
         raise
 
 
-def read_part_stats(path: Path) -> ChunkStats:
-    metadata = pq.read_schema(path).metadata or {}
+def read_part_stats(path: Location) -> ChunkStats:
+    metadata = parquet_files.read_schema(path).metadata or {}
     return ChunkStats(**json.loads(metadata[PART_STATS_KEY]))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from batchrank.errors import InputDataError
+from batchrank.io import parquet_files
 from batchrank.io.input import InputFiles
+from batchrank.storage import Location
 
 # A text is blank when it holds nothing but whitespace, control characters (NUL, ESC, ...) and invisible format
 # characters (zero-width space, BOM): the model would see no words. Other text is kept exactly as it is.
@@ -47,7 +48,7 @@ def describe_unreadable(files: InputFiles, error: BaseException) -> str:
     for path in files.paths:
         for column in files.schema.names:
             try:
-                pl.scan_parquet(path).select(pl.col(column)).collect()
+                parquet_files.scan([path]).select(pl.col(column)).collect()
             except (pl.exceptions.PolarsError, OSError) as column_error:
                 reason = str(column_error).splitlines()[0]
                 return f"{path}: column {column!r} cannot be read ({reason}); the file is corrupt or not UTF-8 text"
@@ -66,7 +67,7 @@ class InputReport:
     problems: list[str] = field(default_factory=list)
 
 
-def locate_row(files: InputFiles, row: int) -> tuple[Path, int]:
+def locate_row(files: InputFiles, row: int) -> tuple[Location, int]:
     """The file and the row number inside it (0-based) of a global row number."""
     offset = 0
     for path, count in zip(files.paths, files.num_rows, strict=True):

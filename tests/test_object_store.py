@@ -1,0 +1,417 @@
+"""Input and output in an object store (s3://), against moto's S3 server: a real S3 endpoint over HTTP, so pyarrow's
+S3 client, listings, uploads and errors are the real ones; nothing is mocked in Python.
+
+The server (moto.server.ThreadedMotoServer) runs in a child process: it imports Flask, whose context-local proxies
+raise on attribute access outside a request, and vLLM's engine start walks every loaded module's attributes, so a
+Flask loaded in this process would break every later engine start of the test session.
+
+storage.py and the lease are tested without an engine; `batchrank run` end to end with FakeScorer (staging, rejects,
+local and remote paths mixed), and once with the tiny model on the shared engine, against a local-path run.
+"""
+
+from __future__ import annotations
+
+import glob as local_glob
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+import batchrank.lease as lease_module
+import batchrank.scoring.vllm_scorer as vllm_scorer
+from batchrank import storage
+from batchrank.errors import CheckpointError, SpecError
+from batchrank.job import check_output_outside_input
+from batchrank.lease import Lease
+from batchrank.spec import parse_spec
+from batchrank.storage import ObjectPath
+from conftest import make_pairs, run_cli, write_job, write_parquet
+from fake_scorer import FakeScorer
+
+NO_MODEL = "/nonexistent/model"  # FakeScorer needs none
+LOCAL = {"chunk_size": 50, "executor": "local"}
+
+
+MOTO_SERVER = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()  # until the test process closes the pipe (or dies)
+server.stop()
+"""
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free port, and the environment batchrank reads S3 settings from."""
+    server = subprocess.Popen([sys.executable, "-c", MOTO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    assert server.stdout is not None and server.stdin is not None
+    port = server.stdout.readline().strip()
+    assert port.isdigit(), f"moto's server did not start (exit code {server.poll()})"
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+            patch.delenv(name, raising=False)
+        patch.setenv("AWS_ENDPOINT_URL", endpoint)
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_REGION", "us-east-1")
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield endpoint
+    server.stdin.close()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture(scope="module")
+def raw(s3_endpoint: str) -> pafs.S3FileSystem:
+    """A client of its own (not batchrank's) to set buckets up and check what batchrank wrote."""
+    return pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http",
+                             endpoint_override=s3_endpoint.removeprefix("http://"), allow_bucket_creation=True)
+
+
+@pytest.fixture
+def bucket(raw: pafs.S3FileSystem) -> str:
+    name = f"batchrank-{uuid.uuid4().hex[:12]}"
+    raw.create_dir(name)
+    return f"s3://{name}"
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`batchrank run` in this process scores with FakeScorer."""
+    monkeypatch.setattr(vllm_scorer, "VllmScorer", FakeScorer)
+    monkeypatch.setattr(FakeScorer, "calls_failed", {})
+    for name in ("FAKE_SCORER_SLEEP", "FAKE_FAIL_QUERY", "FAKE_FAIL_TIMES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def key(uri: str) -> str:
+    return uri.removeprefix("s3://")
+
+
+def put(raw: pafs.S3FileSystem, uri: str, data: bytes) -> None:
+    with raw.open_output_stream(key(uri)) as stream:
+        stream.write(data)
+
+
+def get(raw: pafs.S3FileSystem, uri: str) -> bytes:
+    with raw.open_input_stream(key(uri)) as stream:
+        return stream.read()
+
+
+def listing(raw: pafs.S3FileSystem, uri: str) -> list[str]:
+    """Every object under a prefix, relative to it."""
+    selector = pafs.FileSelector(key(uri), recursive=True, allow_not_found=True)
+    return sorted(info.path.removeprefix(key(uri) + "/") for info in raw.get_file_info(selector) if info.is_file)
+
+
+def put_parquet(raw: pafs.S3FileSystem, uri: str, rows: list[dict[str, Any]]) -> None:
+    buffer = io.BytesIO()
+    pl.DataFrame(rows).write_parquet(buffer)
+    put(raw, uri, buffer.getvalue())
+
+
+def read_scores(raw: pafs.S3FileSystem | None, out: str | Path) -> pl.DataFrame:
+    """The scored rows of an output, read with the test's own client (or from disk)."""
+    if raw is None:
+        return pl.read_parquet(str(Path(out) / "scores" / "part-*.parquet")).sort("query_id", "doc_id")
+    parts = [p for p in listing(raw, f"{out}/scores") if p.startswith("part-")]
+    tables = [pq.read_table(f"{key(str(out))}/scores/{p}", filesystem=raw) for p in parts]
+    return pl.concat([pl.from_arrow(t) for t in tables]).sort("query_id", "doc_id")
+
+
+def read_rejects(raw: pafs.S3FileSystem | None, out: str | Path) -> pl.DataFrame:
+    if raw is None:
+        frame = pl.read_parquet(Path(out) / "rejects.parquet")
+    else:
+        frame = pl.from_arrow(pq.read_table(f"{key(str(out))}/rejects.parquet", filesystem=raw))
+    # The file column names where each row came from: a path or a URI, compared by file name.
+    return frame.with_columns(pl.col("file").str.split("/").list.last()).sort("query_id", "doc_id", "reason")
+
+
+def lease_json(host: str, pid: int, age: float) -> bytes:
+    now = time.time()
+    return json.dumps({"host": host, "pid": pid, "started": now - age - 60, "heartbeat": now - age}).encode()
+
+
+# --- storage.py, no engine ----------------------------------------------------------------------------------------
+
+
+def test_an_atomic_write_is_one_whole_object_and_leaves_nothing_else(bucket: str, raw, tmp_path: Path) -> None:
+    target = ObjectPath(f"{bucket}/out/job.json")
+    storage.write_bytes_atomically(target, b"first")
+    storage.write_bytes_atomically(target, b"second version")
+    assert get(raw, str(target)) == b"second version" and target.read_text() == "second version"
+    assert listing(raw, f"{bucket}/out") == ["job.json"], "no temporary object, no directory marker"
+    assert target.exists() and target.is_file() and target.parent.exists() and not target.parent.is_file()
+    big = os.urandom(12 << 20)  # over one upload part: a multipart upload, still one object at the end
+    storage.write_bytes_atomically(ObjectPath(f"{bucket}/out/big.bin"), big)
+    assert get(raw, f"{bucket}/out/big.bin") == big
+    target.unlink()
+    target.unlink(missing_ok=True)
+    assert not target.exists()
+    with pytest.raises(FileNotFoundError):
+        target.unlink()
+    storage.delete_tree(ObjectPath(f"{bucket}/out"))
+    storage.delete_tree(ObjectPath(f"{bucket}/out"))  # a missing prefix is fine
+    assert listing(raw, bucket) == []
+    local = tmp_path / "job.json"
+    storage.write_bytes_atomically(local, b"local")
+    assert local.read_bytes() == b"local" and [p.name for p in tmp_path.iterdir()] == ["job.json"]
+
+
+def test_object_paths_compose_like_pathlib() -> None:
+    root = storage.as_location("s3://bucket/runs/msmarco/")
+    assert isinstance(root, ObjectPath) and str(root) == "s3://bucket/runs/msmarco"
+    part = root / "scores" / "part-000001.parquet"
+    assert str(part) == "s3://bucket/runs/msmarco/scores/part-000001.parquet"
+    assert part.name == "part-000001.parquet" and part.suffix == ".parquet" and part.parent == root / "scores"
+    assert str(part.with_name("x")) == "s3://bucket/runs/msmarco/scores/x"
+    assert str(ObjectPath("s3://bucket/a").parent) == "s3://bucket"
+    assert storage.as_location("out/local") == Path("out/local") and not storage.is_remote("out/s3://x")
+    assert part.is_relative_to(root) and not ObjectPath("s3://bucket/runs/msmarco2").is_relative_to(root)
+    with pytest.raises(ValueError):
+        root / "../escaped"
+
+
+def test_glob_follows_the_glob_module_rules(bucket: str, raw, tmp_path: Path) -> None:
+    names = ["data/a.parquet", "data/b.parquet", "data/sub/c.parquet", "data/sub/deeper/d.parquet",
+             "data/.hidden.parquet", "data/notes.txt", "database/e.parquet", "f.parquet"]
+    for name in names:
+        put(raw, f"{bucket}/{name}", b"x")
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    patterns = ["data/*.parquet", "data/**/*.parquet", "**/*.parquet", "data/?.parquet", "data/[ab].parquet",
+                "data/*/*.parquet", "*.parquet", "data/*", "nothing/*.parquet", "data/.*.parquet"]
+    for pattern in patterns:
+        expected = sorted(os.path.relpath(p, tmp_path) for p in local_glob.glob(str(tmp_path / pattern), recursive=True)
+                          if Path(p).is_file())
+        got = [str(p).removeprefix(bucket + "/") for p in storage.glob(f"{bucket}/{pattern}")]
+        assert got == expected, pattern
+    assert storage.list_files(ObjectPath(f"{bucket}/data"), ".parquet")[-1] == ObjectPath(
+        f"{bucket}/data/sub/deeper/d.parquet")
+
+
+def test_output_inside_input_is_refused_for_uris() -> None:
+    def check(source: str, output: str) -> None:
+        check_output_outside_input(parse_spec({"input": {"path": source}, "model": {"path": NO_MODEL},
+                                               "output": {"path": output}}))
+
+    for source, output in [("s3://b/data", "s3://b/data/out"), ("s3://b/data/", "s3://b/data"),
+                           ("s3://b/data/**/*.parquet", "s3://b/data/out"), ("gs://b/data", "gcs://b/data/x")]:
+        with pytest.raises(SpecError, match="lies inside input.path"):
+            check(source, output)
+    for source, output in [("s3://b/data", "s3://b/database"), ("s3://b/data/*.parquet", "s3://b/data/out"),
+                           ("s3://b/data", "s3://other/data/out"), ("s3://b/data", "/tmp/data/out")]:
+        check(source, output)  # parts under data/out/scores/ never match data/*.parquet
+
+
+def test_errors_name_the_uri(bucket: str, raw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(2, 3))
+
+    def run(source: str, output: str) -> str:
+        job = write_job(tmp_path / "job.yaml", source, NO_MODEL, output, run=LOCAL)
+        result = run_cli("run", str(job))
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    assert f"input.path {bucket}/in/*.txt: the glob matches no object" in run(f"{bucket}/in/*.txt", f"{bucket}/o")
+    assert f"input.path {bucket}/none: no such object" in run(f"{bucket}/none", f"{bucket}/o")
+    assert "the bucket 'no-such-bucket-x' does not exist" in run("s3://no-such-bucket-x/in/*.parquet", f"{bucket}/o")
+    output = run(f"{bucket}/in/pairs.parquet", "s3://no-such-bucket-y/out")
+    assert "s3://no-such-bucket-y/out/_lock.json: the bucket 'no-such-bucket-y' does not exist" in output
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q000 0 d000-000 1\n")
+    for command in ("status", "eval"):
+        extra = ("--qrels", str(qrels)) if command == "eval" else ()
+        result = run_cli(command, "s3://no-such-bucket-y/out", *extra)
+        assert result.exit_code == 2 and "the bucket 'no-such-bucket-y' does not exist" in result.output, result.output
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # nothing listens there
+    assert "cannot reach the object store" in run(f"{bucket}/in/pairs.parquet", f"{bucket}/o")
+
+
+# --- the lease ----------------------------------------------------------------------------------------------------
+
+
+def test_the_lease_is_renewed_while_held_refuses_others_and_is_removed(bucket: str, raw, monkeypatch) -> None:
+    monkeypatch.setattr(lease_module, "HEARTBEAT_SECONDS", 0.2)
+    location = ObjectPath(f"{bucket}/out/_lock.json")
+
+    def in_use(holder: dict[str, Any], age: float) -> Exception:
+        return CheckpointError(f"held by {holder['host']} pid {holder['pid']}, {age:.0f} s")
+
+    first = Lease(location, in_use)
+    first.acquire()
+    try:
+        taken = json.loads(get(raw, str(location)))
+        assert taken["host"] == socket.gethostname() and taken["pid"] == os.getpid()
+        time.sleep(1.0)
+        renewed = json.loads(get(raw, str(location)))
+        assert renewed["heartbeat"] > taken["heartbeat"] and renewed["started"] == taken["started"]
+        with pytest.raises(CheckpointError, match=f"held by {socket.gethostname()} pid {os.getpid()}"):
+            Lease(location, in_use).acquire()
+    finally:
+        first.release()
+    assert listing(raw, f"{bucket}/out") == []
+    put(raw, str(location), lease_json("gpu-node-7", 4242, age=500))  # stale: taken over
+    second = Lease(location, in_use)
+    second.acquire()
+    second.release()
+    assert listing(raw, f"{bucket}/out") == []
+
+
+# --- `batchrank run` with FakeScorer: staging, rejects, local and remote paths mixed ------------------------------
+
+
+def scattered_rows() -> list[dict[str, Any]]:
+    """Queries whose rows are scattered (a staged copy is needed) and bad rows (skip: rejects)."""
+    rows = make_pairs(20, 10, seed=4)
+    rows = rows[1::2] + rows[::2]
+    rows[3]["passage"] = "   "
+    rows[7] = dict(rows[6])  # a duplicate pair
+    return rows
+
+
+@pytest.mark.parametrize("remote_input, remote_output", [(True, True), (True, False), (False, True)])
+def test_a_job_in_the_object_store_equals_the_same_job_on_disk(
+    bucket: str, raw, tmp_path: Path, fake_engine: None, remote_input: bool, remote_output: bool
+) -> None:
+    rows = scattered_rows()
+    halves = [write_parquet(rows[:90], tmp_path / "in" / "a.parquet"), write_parquet(rows[90:], tmp_path / "in" / "b.parquet")]
+    for half in halves:
+        put(raw, f"{bucket}/in/{half.name}", half.read_bytes())
+    skip = {"on_bad_rows": "skip"}
+    reference = write_job(tmp_path / "ref.yaml", tmp_path / "in" / "*.parquet", NO_MODEL, tmp_path / "ref", run=LOCAL,
+                          input=skip)
+    assert run_cli("run", str(reference), "--preview", "0").exit_code == 0
+    source = f"{bucket}/in/*.parquet" if remote_input else tmp_path / "in" / "*.parquet"
+    out = f"{bucket}/out" if remote_output else tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", source, NO_MODEL, out, run=LOCAL, input=skip)
+    result = run_cli("run", str(job), "--preview", "1")
+    assert result.exit_code == 0, result.output
+    assert f"scores: {out}/scores" in result.output
+    client = raw if remote_output else None
+    assert read_scores(client, out).equals(read_scores(None, tmp_path / "ref"))
+    assert read_rejects(client, out).equals(read_rejects(None, tmp_path / "ref"))
+    assert read_rejects(client, out).height == 2
+    if remote_output:
+        written = listing(raw, out)
+        assert {"job.json", "run.json", "_SUCCESS", "rejects.parquet", "rejects/plan.parquet", "report.html",
+                "staging/input-grouped-by-query.parquet"} <= set(written)
+        assert "_lock.json" not in written and not [name for name in written if ".tmp" in name]
+        manifest = json.loads(get(raw, f"{out}/job.json"))
+        assert manifest["staged_input"] == f"{out}/staging/input-grouped-by-query.parquet"
+    if remote_input:
+        run_info = json.loads(get(raw, f"{out}/run.json")) if remote_output else json.loads((out / "run.json").read_text())
+        assert run_info["spec"]["input"]["path"] == f"{bucket}/in/*.parquet"
+
+
+def test_resume_redoes_a_damaged_part_and_input_changes_are_refused(bucket: str, raw, tmp_path: Path,
+                                                                    fake_engine: None) -> None:
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(20, 10, seed=2))  # 4 chunks of 50, no staging
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, f"{bucket}/out", run=LOCAL)
+    result = run_cli("validate", str(job))
+    assert result.exit_code == 0 and "rows: 200" in result.output and "input OK" in result.output
+    assert run_cli("run", str(job), "--preview", "0").exit_code == 0
+    reference = read_scores(raw, f"{bucket}/out")
+    part = f"{bucket}/out/scores/part-000002.parquet"
+    put(raw, part, get(raw, part)[:300])  # an object cut short (written by something else): redone, not read
+    raw.delete_file(key(f"{bucket}/out/_SUCCESS"))
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    assert "resuming: 3 of 4 chunks already scored" in result.output and "1 this run" in result.output
+    assert read_scores(raw, f"{bucket}/out").equals(reference)
+    time.sleep(1.1)  # S3's last-modified time has one-second resolution
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(20, 10, seed=3))
+    result = run_cli("run", str(job))
+    assert result.exit_code == 2 and "input file(s) changed since the checkpoint" in result.output
+    assert f"{bucket}/in/pairs.parquet" in result.output
+
+
+def test_a_fresh_lease_refuses_the_run_and_a_stale_one_is_taken_over(bucket: str, raw, tmp_path: Path,
+                                                                      fake_engine: None) -> None:
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(4, 5))
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, f"{bucket}/out", run=LOCAL)
+    put(raw, f"{bucket}/out/_lock.json", lease_json("gpu-node-7", 4242, age=5))
+    result = run_cli("run", str(job))
+    assert result.exit_code == 2, result.output
+    assert "is in use by another batchrank run (host gpu-node-7, pid 4242)" in result.output
+    assert f"remove {bucket}/out/_lock.json if that run is dead" in result.output
+    assert listing(raw, f"{bucket}/out") == ["_lock.json"], "a refused run writes nothing"
+    put(raw, f"{bucket}/out/_lock.json", lease_json("gpu-node-7", 4242, age=600))
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    assert "taking over the lease of host gpu-node-7, pid 4242" in result.output
+    assert "_lock.json" not in listing(raw, f"{bucket}/out")
+
+
+# --- the real engine, once ----------------------------------------------------------------------------------------
+
+
+def test_the_tiny_model_scores_the_same_in_s3_as_on_disk(tiny_model: str, bucket: str, raw, tmp_path: Path) -> None:
+    rows = make_pairs(12, 10, seed=5)  # 120 pairs, chunks of 5 queries: the second spans both input files
+    write_parquet(rows, tmp_path / "pairs.parquet")
+    put_parquet(raw, f"{bucket}/in/pairs-0.parquet", rows[:60])
+    put_parquet(raw, f"{bucket}/in/pairs-1.parquet", rows[60:])
+    local_job = write_job(tmp_path / "local.yaml", tmp_path / "pairs.parquet", tiny_model, tmp_path / "local")
+    result = run_cli("run", str(local_job), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    reference = read_scores(None, tmp_path / "local")
+    out = f"{bucket}/out"
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/*.parquet", tiny_model, out)
+    result = run_cli("run", str(job), "--preview", "1")
+    assert result.exit_code == 0, result.output
+
+    def assert_same_scores(got: pl.DataFrame) -> None:
+        assert got.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank"] and got.height == 120
+        assert got.drop("score").equals(reference.drop("score"))
+        assert (got["score"] - reference["score"]).abs().max() < 1e-6  # float32 noise from prefix-cache reuse
+
+    assert_same_scores(read_scores(raw, out))
+    written = listing(raw, out)
+    assert [p for p in written if p.startswith("scores/")] == [f"scores/part-00000{i}.parquet" for i in range(3)]
+    assert {"_SUCCESS", "job.json", "run.json", "report.html"} <= set(written) and "_lock.json" not in written
+    assert json.loads(get(raw, f"{out}/run.json"))["pairs"] == 120
+
+    result = run_cli("status", out)
+    assert result.exit_code == 0 and "complete" in result.output and "chunks: 3/3  rows scored: 120/120" in result.output
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("".join(f"q{q:03d} 0 d{q:03d}-00{q % 3} 1\n" for q in range(12)))
+    result = run_cli("eval", out, "--qrels", str(qrels))
+    assert result.exit_code == 0 and "nDCG@10" in result.output and "queries judged: 12 of 12" in result.output
+    result = run_cli("export", out, "--top", "1")
+    assert result.exit_code == 0 and len(result.output.splitlines()) == 12
+
+    raw.delete_file(key(f"{out}/scores/part-000001.parquet"))
+    raw.delete_file(key(f"{out}/_SUCCESS"))
+    put(raw, f"{out}/_lock.json", lease_json("lost-node", 77, age=3600))  # a killed run's lease
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    assert "taking over the lease of host lost-node, pid 77" in result.output and "1 this run" in result.output
+    assert_same_scores(read_scores(raw, out))
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 0 and "nothing to do" in result.output
+
+    put(raw, f"{out}/_lock.json", lease_json("gpu-node-7", 4242, age=1))
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 2 and "(host gpu-node-7, pid 4242)" in result.output
