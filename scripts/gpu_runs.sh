@@ -42,7 +42,7 @@ for run in "$@"; do
                done ;;
     longdoc) "${bench[@]}" --systems batchrank,vllm ;;
     probe) for mode in "--mode split" "--mode procs --engines 2" "--mode procs --engines 3"; do
-             timeout 300 python3 scripts/engine_probe.py --work "$W" --model "$W/model-$SHAPE" $mode --out "$OUT/probe-$tag.jsonl"
+             timeout 300 python3 scripts/engine_probe.py --work "$W" --model "$W/model-$SHAPE" --dtype "$DTYPE" --max-model-len "$MAX_LEN" $mode --out "$OUT/probe-$tag.jsonl"
            done ;;
     overhead) "${compare[@]}" --work "$W/overhead" --chunk-size 10000 --out-json "$OUT/compare-$tag.json" \
                 --config local=run.executor=local,run.engine_batch_pairs=20000 \
