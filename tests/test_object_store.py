@@ -37,7 +37,7 @@ from batchrank.job import check_output_outside_input
 from batchrank.lease import Lease
 from batchrank.spec import parse_spec
 from batchrank.storage import ObjectPath
-from conftest import make_pairs, run_cli, write_job, write_parquet
+from conftest import BATCHRANK, make_pairs, run_cli, write_job, write_parquet
 from fake_scorer import FakeScorer
 
 NO_MODEL = "/nonexistent/model"  # FakeScorer needs none
@@ -415,3 +415,26 @@ def test_the_tiny_model_scores_the_same_in_s3_as_on_disk(tiny_model: str, bucket
     put(raw, f"{out}/_lock.json", lease_json("gpu-node-7", 4242, age=1))
     result = run_cli("run", str(job), "--preview", "0")
     assert result.exit_code == 2 and "(host gpu-node-7, pid 4242)" in result.output
+
+
+def test_ray_workers_read_and_write_the_object_store(tiny_model: str, bucket: str, raw, tmp_path: Path) -> None:
+    """Two Ray actors (other processes, as on other nodes) read chunks from s3:// and upload their parts there."""
+    rows = make_pairs(12, 10, seed=6)
+    write_parquet(rows, tmp_path / "pairs.parquet")
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", rows)
+    local_job = write_job(tmp_path / "local.yaml", tmp_path / "pairs.parquet", tiny_model, tmp_path / "local")
+    assert run_cli("run", str(local_job), "--preview", "0").exit_code == 0
+    run = {"chunk_size": 20, "executor": "ray", "num_workers": 2, "chunks_in_flight_per_worker": 1}
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", tiny_model, f"{bucket}/out", run=run)
+    ray = str(Path(sys.executable).with_name("ray"))
+    try:  # the workers get the S3 settings from the environment of the Ray they run in, as on a cluster
+        done = subprocess.run([BATCHRANK, "run", str(job), "--preview", "0"], capture_output=True, text=True,
+                              timeout=900, env=dict(os.environ))
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    info = json.loads(get(raw, f"{bucket}/out/run.json"))
+    assert info["execution"]["executor"] == "ray" and len(info["execution"]["per_worker"]) == 2
+    got, reference = read_scores(raw, f"{bucket}/out"), read_scores(None, tmp_path / "local")
+    assert got.drop("score").equals(reference.drop("score"))
+    assert (got["score"] - reference["score"]).abs().max() < 1e-6
