@@ -298,21 +298,9 @@ def _holder_is_gone(holder: dict[str, Any]) -> bool:
 
 
 def write_text_atomically(path: Location, text: str) -> None:
-    """Write a temporary file and rename it into place; a write error (a full disk) is a RunFailure naming the
-    path, and leaves the previous file, if any, as it was. An object is uploaded in one piece."""
-    if isinstance(path, ObjectPath):
-        try:
-            storage.write_bytes_atomically(path, text.encode())
-        except OSError as error:
-            raise RunFailure(f"{path}: cannot write: {error}") from error
-        return
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write a temporary file and rename it into place (an object: one upload); a write error (a full disk) is a
+    RunFailure naming the path, and leaves the previous file, if any, as it was."""
     try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        storage.write_bytes_atomically(path, text.encode())
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise RunFailure(f"{path}: cannot write: {error}") from error
