@@ -262,11 +262,20 @@ def _run_locked(
     executor_summary: dict[str, Any] = {}
     progress = Progress(manifest.total_rows, done_pairs, len(manifest.chunks), len(done))
     try:
-        if pending and choose_executor(spec) == "ray":
-            from batchrank.execute.ray_executor import run_ray_job
+        executor = choose_executor(spec) if pending else "none"
+        if executor == "ray":
+            from batchrank.execute.ray_executor import RayUnavailable, run_ray_job
 
-            executor_summary = run_ray_job(spec, manifest, out, pending, progress)
-        elif pending:
+            try:
+                executor_summary = run_ray_job(spec, manifest, out, pending, progress)
+            except RayUnavailable as error:
+                if spec.run.executor == "ray" or spec.run.ray_address or os.environ.get("RAY_ADDRESS"):
+                    raise RunFailure(f"Ray could not start: {error}") from None
+                # auto chose Ray only to share one machine's GPU(s): one local engine still does the job.
+                log.warning("run.executor auto chose Ray for this machine's GPU(s), but Ray could not start: %s; "
+                            "scoring with one local engine instead", error)
+                executor = "local"
+        if executor == "local":
             if scorer_factory is None:
                 from batchrank.scoring.vllm_scorer import VllmScorer as scorer_factory  # noqa: N813
             executor_summary = run_local_job(spec, files, manifest, out, pending, progress, scorer_factory)

@@ -532,3 +532,26 @@ def test_an_engine_that_keeps_failing_stops_the_job(tmp_path: Path, fake_engine:
     result = run_cli("run", str(job), "--preview", "0")
     assert result.exit_code == 0 and "2 this run" in result.output
     assert scores(out).height == 200
+
+
+def test_auto_falls_back_to_one_local_engine_when_ray_cannot_start(tmp_path: Path, fake_engine: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    import batchrank.job as job_module
+
+    def no_ray(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("cannot start the raylet: /dev/shm is full")
+
+    monkeypatch.setattr(job_module, "choose_executor", lambda spec: "ray")  # as on a one-GPU machine, small model
+    monkeypatch.setattr(ray, "init", no_ray)
+    rows = make_pairs(4, 5)
+    auto = fake_job(tmp_path, rows, run={"executor": "auto"})
+    result = run_cli("run", str(auto), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    assert "Ray could not start: ConnectionError: cannot start the raylet" in result.output
+    assert "scoring with one local engine instead" in result.output
+    assert scores(tmp_path / "out").height == 20
+    chosen = fake_job(tmp_path, rows, out="out-ray", name="ray.yaml", run={"executor": "ray"})
+    expect_exit(chosen, 1, "Ray could not start: ConnectionError")  # asked for by name: no silent fallback
+    assert not list((tmp_path / "out-ray").glob("scores/part-*.parquet"))

@@ -26,6 +26,10 @@ from batchrank.spec import JobSpec
 log = logging.getLogger("batchrank")
 
 
+class RayUnavailable(RuntimeError):
+    """Ray could not start or reach its cluster (before any chunk was handed out)."""
+
+
 class ScoringWorker:
     """One engine. Two calls may run at once (a threaded actor): one tokenizes while the other holds the engine."""
 
@@ -86,7 +90,10 @@ def run_ray_job(spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list
     started_here = not ray.is_initialized()
     if started_here:
         # The driver's own logging stays ours; workers inherit the environment (HF offline, vLLM log level).
-        ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": _forwarded_environment()})
+        try:
+            ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": _forwarded_environment()})
+        except Exception as error:  # noqa: BLE001 - nothing has run yet: the caller decides what to do instead
+            raise RayUnavailable(_short(error)) from error
     try:
         return _dispatch(ray, spec, manifest, out, pending, progress)
     finally:
