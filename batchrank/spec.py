@@ -88,8 +88,9 @@ class RunSpec(_Strict):
         default=None, description="per actor; default: tensor_parallel_size GPUs, or 1 CPU without GPUs"
     )
     engine_batch_pairs: int | None = Field(
-        default=None, gt=0, description="local executor: send several ready chunks in one engine call, up to "
-        "this many pairs, so the engine drains less often at chunk boundaries (None: one chunk per call)"
+        default=None, gt=0, description="send several prepared chunks in one engine call, up to this many pairs, "
+        "so the engine drains less often at chunk boundaries (None: one chunk per call); Ray actors then hold "
+        "enough chunks to fill a call"
     )
     engines_per_gpu: int | Literal["auto"] = Field(
         default="auto", description="vLLM engines sharing each GPU, one Ray actor each: a small model leaves the "

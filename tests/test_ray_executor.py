@@ -63,9 +63,10 @@ def _no_ray_left_behind():
 
 
 def test_two_actors_one_killed_mid_job_give_the_local_output(pairs_and_local_output, tiny_model, tmp_path) -> None:
+    """With engine_batch_pairs, each actor holds several chunks and scores the waiting ones in one engine call."""
     source, local_out = pairs_and_local_output
     out = tmp_path / "ray"
-    run = {"chunk_size": 80, "executor": "ray", "num_workers": 2, "chunks_in_flight_per_worker": 1}
+    run = {"chunk_size": 80, "executor": "ray", "num_workers": 2, "engine_batch_pairs": 160}
     job = write_job(tmp_path / "job.yaml", source, tiny_model, out, run=run)
     process = start_batchrank(job, tmp_path / "run.log")
     wait_for_parts(process, out, 4)

@@ -9,8 +9,8 @@ actor died goes back to the queue and the actor is replaced; a chunk whose scori
 from __future__ import annotations
 
 import logging
+import math
 import os
-import threading
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
@@ -18,6 +18,7 @@ from typing import Any
 
 from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import BatchrankError, RunFailure
+from batchrank.execute.engine_batcher import EngineBatcher
 from batchrank.execute.placement import resolve_engines_per_gpu, resolve_worker_count, worker_options
 from batchrank.plan import Chunk
 from batchrank.progress import Progress
@@ -31,7 +32,8 @@ class RayUnavailable(RuntimeError):
 
 
 class ScoringWorker:
-    """One engine. Two calls may run at once (a threaded actor): one tokenizes while the other holds the engine."""
+    """One engine. Several calls run at once (a threaded actor): chunks tokenize while another holds the engine,
+    and with run.engine_batch_pairs the chunks waiting for the engine share one engine call."""
 
     def __init__(self, spec_json: dict[str, Any], engines_per_gpu: int = 1):
         from batchrank.execute.chunk_io import ChunkIO
@@ -45,7 +47,7 @@ class ScoringWorker:
         assert manifest is not None, "the driver writes job.json before starting workers"
         self.scorer = VllmScorer(spec, engines_per_gpu)
         self.io = ChunkIO(spec, open_input(spec.input, spec.output.keep_columns), manifest, self.out, self.scorer)
-        self.engine_lock = threading.Lock()
+        self.batcher = EngineBatcher(self.scorer, spec.run.engine_batch_pairs)
 
     def pid(self) -> int:
         return os.getpid()
@@ -60,7 +62,6 @@ class ScoringWorker:
         return self.scorer.describe()
 
     def score_chunk(self, chunk: Chunk) -> dict[str, Any]:
-        from batchrank.execute.chunk_io import score_prepared
         from batchrank.io.parts import read_part_stats
 
         path = self.out.part_path(chunk)
@@ -68,8 +69,7 @@ class ScoringWorker:
             return asdict(read_part_stats(path))
         started = time.perf_counter()
         work = self.io.load(chunk)
-        with self.engine_lock:
-            scores = score_prepared(self.scorer, work.prepared)
+        scores = self.batcher.score(work.prepared)
         return asdict(self.io.finish(work, scores, time.perf_counter() - started))
 
 
@@ -101,6 +101,14 @@ def run_ray_job(spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list
             ray.shutdown()
 
 
+def chunks_in_flight(spec: JobSpec) -> int:
+    """Chunks each actor holds: enough for one engine call of engine_batch_pairs and the next being prepared."""
+    if not spec.run.engine_batch_pairs:
+        return spec.run.chunks_in_flight_per_worker
+    group = math.ceil(spec.run.engine_batch_pairs / spec.run.chunk_size)
+    return max(spec.run.chunks_in_flight_per_worker, 2 * group)
+
+
 def _forwarded_environment() -> dict[str, str]:
     names = ("HF_HUB_OFFLINE", "VLLM_LOGGING_LEVEL", "VLLM_USE_FLASHINFER_SAMPLER", "PYTHONPATH", "VLLM_CPU_KVCACHE_SPACE")
     # Where the object store is, so workers read and write the driver's s3:// paths; never the secrets, which
@@ -118,7 +126,9 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
     engines_per_gpu = resolve_engines_per_gpu(spec, cluster_gpus)
     workers = min(resolve_worker_count(spec, cluster_gpus, engines_per_gpu), len(pending))
     options = worker_options(spec, cluster_gpus, engines_per_gpu)
-    remote_worker = ray.remote(ScoringWorker).options(max_concurrency=2, max_restarts=0, **options)
+    in_flight_per_worker = chunks_in_flight(spec)
+    remote_worker = ray.remote(ScoringWorker).options(max_concurrency=max(2, in_flight_per_worker), max_restarts=0,
+                                                     **options)
     spec_json = spec.model_dump(mode="json")
     every_slot: list[_Slot] = []  # replaced actors too, for the per-worker summary
 
@@ -142,7 +152,7 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
     progress.restart_clock()
 
     def submit(slot: _Slot) -> None:
-        while queue and slot.in_flight < spec.run.chunks_in_flight_per_worker:
+        while queue and slot.in_flight < in_flight_per_worker:
             chunk = queue.popleft()
             in_flight[slot.actor.score_chunk.remote(chunk)] = (slot, chunk)
             slot.in_flight += 1
