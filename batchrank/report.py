@@ -9,6 +9,7 @@ from batchrank import storage
 from batchrank.checkpoint import OutputDir
 from batchrank.errors import CheckpointError
 from batchrank.io import parquet_files
+from batchrank.io.parts import read_part_stats
 from batchrank.io.validate import InputReport
 from batchrank.job import JobResult
 from batchrank.results import open_finished
@@ -70,8 +71,10 @@ def print_status(output_dir: str) -> None:
         with storage.reaching(out.root):
             storage.require_bucket(out.root)
         raise CheckpointError(f"{output_dir}: no job.json here; not a batchrank output directory (or not started)")
-    done_ids = {c.chunk_id for c in manifest.chunks if out.part_path(c).exists()}
-    rows = sum(c.num_rows for c in manifest.chunks if c.chunk_id in done_ids)
+    done = [read_part_stats(out.part_path(c)) for c in manifest.chunks if out.part_path(c).exists()]
+    scored, rejected = sum(s.pairs for s in done), sum(s.rejected_pairs for s in done)
     state = "complete" if out.success_path.exists() else "incomplete"
     click.echo(f"{output_dir}: {state}")
-    click.echo(f"chunks: {len(done_ids)}/{len(manifest.chunks)}  rows scored: {rows}/{manifest.total_rows}")
+    # Rows of a finished chunk that were rejected while scoring (input.on_bad_rows: skip) are done, not scored.
+    line = f"chunks: {len(done)}/{len(manifest.chunks)}  rows scored: {scored}/{manifest.total_rows}"
+    click.echo(line + (f"  rejected while scoring: {rejected}" if rejected else ""))

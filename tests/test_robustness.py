@@ -210,6 +210,8 @@ def test_huge_document_is_truncated_and_an_unfittable_query_is_a_bad_row(tiny_mo
     assert rejects["row"].to_list() == [8, 9, 10, 11] and set(rejects["query_id"]) == {"q002"}
     assert rejects["reason"].str.contains("do not fit model.max_model_len").all()
     assert scores(out).filter(pl.col("doc_id") == "d000-001")["score"].is_between(0, 1).all()
+    status = run_cli("status", str(out))
+    assert "rows scored: 8/12  rejected while scoring: 4" in status.output, status.output
 
 
 # --- files: exit 2 with the path --------------------------------------------------------------------------------
