@@ -48,9 +48,9 @@ for run in "$@"; do
                 --config local=run.executor=local,run.engine_batch_pairs=20000 \
                 --config ray=run.executor=ray,run.num_workers=1,run.engines_per_gpu=1 ;;
     scale1) "${compare[@]}" --work "$W/scale" --chunk-size 2000 --out-json "$OUT/compare-$tag.json" \
-              --config one-gpu=run.executor=ray,run.num_workers=1,run.engines_per_gpu=1 ;;
+              --config one-gpu=run.executor=ray,run.num_workers=1,run.engines_per_gpu=1,run.engine_batch_pairs=20000 ;;
     scale2) "${compare[@]}" --work "$W/scale" --chunk-size 2000 --out-json "$OUT/compare-$tag.json" \
-              --config two-gpus=run.executor=ray,run.num_workers=2,run.engines_per_gpu=1 --kill-in two-gpus:30 ;;
+              --config two-gpus=run.executor=ray,run.num_workers=2,run.engines_per_gpu=1,run.engine_batch_pairs=20000 --kill-in two-gpus:30 ;;
     tp) "${compare[@]}" --work "$W/tp" --chunk-size 2000 --out-json "$OUT/compare-$tag.json" \
           --config tensor-parallel=run.executor=ray,run.num_workers=1,model.engine.tensor_parallel_size=2 \
           --config two-workers=run.executor=ray,run.num_workers=2,run.engines_per_gpu=1 ;;

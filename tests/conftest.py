@@ -39,6 +39,18 @@ def _stop_engines_at_the_end():
     shutdown_engines()
 
 
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`batchrank run` in this process scores with the deterministic FakeScorer (tests/fake_scorer.py)."""
+    import batchrank.scoring.vllm_scorer as vllm_scorer
+    from fake_scorer import FakeScorer
+
+    monkeypatch.setattr(vllm_scorer, "VllmScorer", FakeScorer)
+    monkeypatch.setattr(FakeScorer, "calls_failed", {})
+    for name in ("FAKE_SCORER_SLEEP", "FAKE_FAIL_QUERY", "FAKE_FAIL_TIMES"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The project's own builder, as a user would run it: python -m batchrank.models.random_qwen3 DIR."""

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import batchrank.lease as lease_module
-import batchrank.scoring.vllm_scorer as vllm_scorer
 from batchrank import storage
 from batchrank.errors import CheckpointError, SpecError
 from batchrank.job import check_output_outside_input
@@ -38,7 +37,6 @@ from batchrank.lease import Lease
 from batchrank.spec import parse_spec
 from batchrank.storage import ObjectPath
 from conftest import BATCHRANK, make_pairs, run_cli, write_job, write_parquet
-from fake_scorer import FakeScorer
 
 NO_MODEL = "/nonexistent/model"  # FakeScorer needs none
 LOCAL = {"chunk_size": 50, "executor": "local"}
@@ -93,15 +91,6 @@ def bucket(raw: pafs.S3FileSystem) -> str:
     name = f"batchrank-{uuid.uuid4().hex[:12]}"
     raw.create_dir(name)
     return f"s3://{name}"
-
-
-@pytest.fixture
-def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`batchrank run` in this process scores with FakeScorer."""
-    monkeypatch.setattr(vllm_scorer, "VllmScorer", FakeScorer)
-    monkeypatch.setattr(FakeScorer, "calls_failed", {})
-    for name in ("FAKE_SCORER_SLEEP", "FAKE_FAIL_QUERY", "FAKE_FAIL_TIMES"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def key(uri: str) -> str:

@@ -27,21 +27,12 @@ import pytest
 
 import batchrank.scoring.vllm_scorer as vllm_scorer
 from conftest import make_pairs, run_cli, write_job, write_parquet
-from fake_scorer import MAX_QUERY_CHARS, FakeScorer, fake_score
+from fake_scorer import MAX_QUERY_CHARS, fake_score
 
 FAKE_BATCHRANK = [sys.executable, str(Path(__file__).with_name("fake_scorer.py"))]
 BATCHRANK = str(Path(sys.executable).with_name("batchrank"))  # the installed command, as a user runs it
 NO_MODEL = "/nonexistent/model"  # FakeScorer needs none
 LOCAL = {"chunk_size": 50, "executor": "local"}  # `auto` would import torch to count GPUs
-
-
-@pytest.fixture
-def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`batchrank run` in this process scores with FakeScorer."""
-    monkeypatch.setattr(vllm_scorer, "VllmScorer", FakeScorer)
-    monkeypatch.setattr(FakeScorer, "calls_failed", {})
-    for name in ("FAKE_SCORER_SLEEP", "FAKE_FAIL_QUERY", "FAKE_FAIL_TIMES"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def fake_job(tmp_path: Path, rows_or_path: Any, out: str = "out", name: str = "job.yaml", **sections: Any) -> Path:
