@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import polars as pl
 
+from batchrank import storage
 from batchrank.errors import InputDataError
 from batchrank.io import parquet_files
 from batchrank.results import open_finished
@@ -75,12 +75,5 @@ def export(output_dir: str | Path | ObjectPath, fmt: ExportFormat, sink: BinaryI
 def export_to_path(output_dir: str | Path | ObjectPath, fmt: ExportFormat, destination: str | Path, top: int | None = None,
                    tag: str = "batchrank") -> int:
     """Like export(), into a file renamed into place: a failed export leaves no half-written file."""
-    destination = Path(destination)
-    temporary = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as sink:
-            rows = export(output_dir, fmt, sink, top, tag)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return rows
+    with storage.atomic_local_file(Path(destination)) as sink:
+        return export(output_dir, fmt, sink, top, tag)

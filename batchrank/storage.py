@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
@@ -215,8 +216,20 @@ def _s3_filesystem(location: ObjectPath, region: str | None, endpoint: str | Non
 # --- bytes ---------------------------------------------------------------------------------------------------------
 
 
-def read_bytes(location: Location) -> bytes:
-    return location.read_bytes()
+@contextmanager
+def atomic_local_file(path: Path) -> Iterator[BinaryIO]:
+    """A handle on a temporary file beside `path`: when the block ends it is fsynced and renamed into place; if the
+    block raises, it is removed and `path` is left as it was (a full disk leaves no half-written file behind)."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def write_bytes_atomically(location: Location, data: bytes | memoryview) -> None:
@@ -231,16 +244,8 @@ def write_bytes_atomically(location: Location, data: bytes | memoryview) -> None
         with filesystem(location).open_output_stream(location.filesystem_path) as stream:
             stream.write(data)
         return
-    temporary = location.with_name(f".{location.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, location)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_local_file(location) as handle:
+        handle.write(data)
 
 
 def upload_file(source: Path, destination: ObjectPath) -> None:
@@ -250,15 +255,6 @@ def upload_file(source: Path, destination: ObjectPath) -> None:
     copy of the input, is written before job.json, so a run stopped there plans and stages again.)"""
     with open(source, "rb") as reader, filesystem(destination).open_output_stream(destination.filesystem_path) as writer:
         shutil.copyfileobj(reader, writer, length=8 << 20)
-
-
-def exists(location: Location) -> bool:
-    return location.exists()
-
-
-def delete(location: Location) -> None:
-    """Remove one file or object; a missing one is fine."""
-    location.unlink(missing_ok=True)
 
 
 def delete_tree(location: Location) -> None:

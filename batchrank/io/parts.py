@@ -4,7 +4,6 @@ store: uploaded in one piece, which appears whole or not at all)."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 
 import polars as pl
@@ -57,16 +56,8 @@ def write_table_atomically(table: pa.Table | pl.DataFrame, destination: Location
         pq.write_table(table, buffer, compression="zstd")
         storage.write_bytes_atomically(destination, buffer.getvalue())
         return
-    temporary = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with storage.atomic_local_file(destination) as handle:  # streamed to the file: no copy of the part in memory
+        pq.write_table(table, handle, compression="zstd")
 
 
 def read_part_stats(path: Location) -> ChunkStats:
