@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import NamedTuple
 
@@ -20,6 +21,8 @@ from batchrank.plan import SOURCE_ROW, Chunk
 from batchrank.scoring.base import PreparedChunk, Scorer
 from batchrank.spec import JobSpec
 
+log = logging.getLogger(__name__)
+
 
 class ChunkWork(NamedTuple):
     """A chunk read and prepared: the rows to score, and the rows rejected while preparing (or None)."""
@@ -33,6 +36,19 @@ class ChunkWork(NamedTuple):
 def score_prepared(scorer: Scorer, prepared: PreparedChunk) -> np.ndarray:
     """The scorer's scores; a chunk whose every row was rejected has nothing to send to the engine."""
     return np.empty(0) if prepared.num_pairs == 0 else scorer.score(prepared)
+
+
+def score_together(scorer: Scorer, prepared: list[PreparedChunk]) -> list[np.ndarray] | None:
+    """Several chunks in one engine call; None when that can't be done or the call failed, and the caller scores
+    them one by one, so that a failure is tied to its own chunk."""
+    score_many = getattr(scorer, "score_many", None)
+    if len(prepared) < 2 or score_many is None or not all(p.num_pairs for p in prepared):
+        return None
+    try:
+        return score_many(prepared)
+    except Exception as error:  # noqa: BLE001 - any engine error: retried chunk by chunk by the caller
+        log.warning("an engine call for %d chunks failed (%s); scoring them one by one", len(prepared), error)
+        return None
 
 
 class ChunkIO:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from batchrank.execute.chunk_io import score_prepared
+from batchrank.execute.chunk_io import score_prepared, score_together
 from batchrank.scoring.base import PreparedChunk, Scorer
 
 
@@ -57,14 +57,11 @@ class EngineBatcher:
         return group
 
     def _serve(self, group: list[_Ticket]) -> None:
-        score_many = getattr(self.scorer, "score_many", None)
-        if len(group) > 1 and score_many is not None and all(t.prepared.num_pairs for t in group):
-            try:
-                for ticket, scores in zip(group, score_many([t.prepared for t in group]), strict=True):
-                    ticket.scores, ticket.done = scores, True
-                return
-            except Exception:  # noqa: BLE001 - one by one instead, so that a failure belongs to its own chunk
-                pass
+        together = score_together(self.scorer, [t.prepared for t in group])
+        if together is not None:
+            for ticket, scores in zip(group, together, strict=True):
+                ticket.scores, ticket.done = scores, True
+            return
         for ticket in group:
             try:
                 ticket.scores = score_prepared(self.scorer, ticket.prepared)

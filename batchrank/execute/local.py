@@ -14,7 +14,7 @@ import numpy as np
 
 from batchrank.checkpoint import Manifest, OutputDir
 from batchrank.errors import RunFailure
-from batchrank.execute.chunk_io import ChunkIO, ChunkWork, score_prepared
+from batchrank.execute.chunk_io import ChunkIO, ChunkWork, score_prepared, score_together
 from batchrank.io.input import InputFiles
 from batchrank.plan import Chunk
 from batchrank.progress import Progress
@@ -55,12 +55,9 @@ def _take_ready_group(in_flight: deque[Future[ChunkWork]], pair_limit: int | Non
 
 def score_group(scorer: Scorer, group: list[ChunkWork], max_attempts: int) -> list[np.ndarray]:
     """One engine call for the group; if it fails, each chunk is scored (and retried) on its own."""
-    score_many = getattr(scorer, "score_many", None)
-    if len(group) > 1 and score_many is not None and all(work.prepared.num_pairs for work in group):
-        try:
-            return score_many([work.prepared for work in group])
-        except Exception as error:  # noqa: BLE001 - fall back to chunk by chunk, which names a failing chunk
-            log.warning("an engine call for %d chunks failed (%s); scoring them one by one", len(group), error)
+    together = score_together(scorer, [work.prepared for work in group])
+    if together is not None:
+        return together
     return [score_with_retries(scorer, work, max_attempts) for work in group]
 
 
