@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psutil
 import yaml
+
+from batchrank.execute.ray_executor import worker_processes
 
 
 def parse_config(text: str) -> tuple[str, list[str]]:
@@ -35,15 +36,6 @@ def parse_config(text: str) -> tuple[str, list[str]]:
     if not name or not assignments:
         raise SystemExit(f"--config {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE...]")
     return name, [a for a in assignments.split(",") if a]
-
-
-def scoring_workers() -> list[psutil.Process]:
-    """Ray actor processes hosting batchrank's engines (Ray names the process after the actor class)."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any("ScoringWorker" in part for part in process.info["cmdline"] or []):
-            found.append(process)
-    return found
 
 
 def run_one(job: Path, name: str, assignments: list[str], work: Path, kill_after_parts: int | None) -> dict[str, Any]:
@@ -59,7 +51,7 @@ def run_one(job: Path, name: str, assignments: list[str], work: Path, kill_after
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, text=True)
         while kill_after_parts is not None and not killed and process.poll() is None:
             if len(list((out / "scores").glob("part-*.parquet"))) >= kill_after_parts:
-                workers = scoring_workers()
+                workers = worker_processes()
                 if workers:
                     workers[0].send_signal(signal.SIGKILL)
                     killed = {"pid": workers[0].pid, "after_parts": kill_after_parts,

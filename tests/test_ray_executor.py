@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import polars as pl
-import psutil
 import pytest
 
+from batchrank.execute.ray_executor import worker_processes
 from conftest import (
     BATCHRANK,
     REPO,
@@ -26,15 +26,6 @@ from conftest import (
 )
 
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-
-def scoring_worker_processes() -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any("ScoringWorker" in part for part in process.info["cmdline"] or []):
-            found.append(process)
-    return found
 
 
 def read(out: Path) -> pl.DataFrame:
@@ -70,7 +61,7 @@ def test_two_actors_one_killed_mid_job_give_the_local_output(pairs_and_local_out
     job = write_job(tmp_path / "job.yaml", source, tiny_model, out, run=run)
     process = start_batchrank(job, tmp_path / "run.log")
     wait_for_parts(process, out, 4)
-    workers = scoring_worker_processes()
+    workers = worker_processes()
     assert len(workers) == 2, "two actors, each hosting an engine"
     workers[0].send_signal(signal.SIGKILL)
     process.wait(timeout=600)

@@ -73,6 +73,18 @@ class ScoringWorker:
         return asdict(self.io.finish(work, scores, time.perf_counter() - started))
 
 
+def worker_processes() -> list[Any]:
+    """This machine's Ray actor processes that host batchrank engines (Ray names each after its actor class), as
+    psutil.Process objects: for operators and tests that need to find, watch or kill one."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(ScoringWorker.__name__ in part for part in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
 @dataclass
 class _Slot:
     """A live actor and the chunks it holds."""
