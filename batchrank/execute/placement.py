@@ -73,10 +73,15 @@ def worker_options(spec: JobSpec, cluster_gpus: float, engines_per_gpu: int) -> 
     return {"num_gpus": 0, "num_cpus": 1}
 
 
+def text_config(model_path: str) -> dict[str, Any]:
+    """The language model's part of config.json (multimodal configs nest it under text_config)."""
+    config = json.loads((Path(model_path) / "config.json").read_text())
+    return config.get("text_config", config)
+
+
 def kv_cache_bytes_per_token(model_path: str, dtype_bytes: int = 2) -> int:
     """Keys and values of every layer for one token, from config.json (bf16/fp16 cache by default)."""
-    config = json.loads((Path(model_path) / "config.json").read_text())
-    config = config.get("text_config", config)
+    config = text_config(model_path)
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     kv_heads = config.get("num_key_value_heads", heads)
@@ -84,9 +89,12 @@ def kv_cache_bytes_per_token(model_path: str, dtype_bytes: int = 2) -> int:
 
 
 def shared_gpu_kv_cache_bytes(model_path: str, engines_per_gpu: int, gpu_total_bytes: int,
-                              max_model_len: int) -> int:
+                              max_model_len: int | None) -> int:
     """The KV cache one of `engines_per_gpu` engines may take: its share of the GPU less weights and a reserve
-    for activations and CUDA graphs. Refuses a share that can't hold one max_model_len sequence."""
+    for activations and CUDA graphs. Refuses a share that can't hold one max_model_len sequence (None: the
+    model's own limit, as vLLM takes it)."""
+    if max_model_len is None:
+        max_model_len = int(text_config(model_path).get("max_position_embeddings", 32768))
     weights = weight_bytes(model_path)
     share = SHARED_GPU_UTILIZATION * gpu_total_bytes / engines_per_gpu
     reserve = 3 * GIB + weights // 4

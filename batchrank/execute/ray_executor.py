@@ -214,8 +214,7 @@ def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pendi
                 submit(other)
     finally:
         _stop_workers(ray, slots)
-    summary = _summary(workers, options, every_slot, retried, progress, description)
-    return {**summary, "engines_per_gpu": engines_per_gpu}
+    return _summary(workers, options, engines_per_gpu, every_slot, retried, progress, description)
 
 
 def _stop_workers(ray: Any, slots: list[_Slot]) -> None:
@@ -231,8 +230,8 @@ def _stop_workers(ray: Any, slots: list[_Slot]) -> None:
         ray.kill(slot.actor)
 
 
-def _summary(workers: int, options: dict[str, Any], slots: list[_Slot], retried: Counter[int], progress: Progress,
-             description: dict[str, Any]) -> dict[str, Any]:
+def _summary(workers: int, options: dict[str, Any], engines_per_gpu: int, slots: list[_Slot], retried: Counter[int],
+             progress: Progress, description: dict[str, Any]) -> dict[str, Any]:
     scoring_seconds = max(progress.last_chunk_at - progress.started, 1e-9)
     per_worker = {s.name: {"pairs": s.pairs, "pairs_per_second": round(s.pairs / scoring_seconds, 2)} for s in slots if s.pairs}
     for name, numbers in per_worker.items():
@@ -242,6 +241,7 @@ def _summary(workers: int, options: dict[str, Any], slots: list[_Slot], retried:
         "executor": "ray",
         "workers": workers,
         "worker_resources": options,
+        "engines_per_gpu": engines_per_gpu,
         "per_worker": per_worker,
         "chunks_retried": sorted(retried),
         "scorer": description,

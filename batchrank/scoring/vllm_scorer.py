@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,20 +50,14 @@ def engine_arguments(spec: JobSpec, kind: ModelKind, engines_per_gpu: int = 1) -
     if current_platform.is_cpu() and not MEMORY_KEYS & engine.keys():
         engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     elif engines_per_gpu > 1 and not MEMORY_KEYS & engine.keys():
-        max_model_len = spec.model.max_model_len or _config_max_len(spec.model.path)
         engine["kv_cache_memory_bytes"] = shared_gpu_kv_cache_bytes(
-            spec.model.path, engines_per_gpu, current_platform.get_device_total_memory(0), max_model_len
+            spec.model.path, engines_per_gpu, current_platform.get_device_total_memory(0), spec.model.max_model_len
         )
     clash = sorted(engine.keys() & arguments.keys())
     if clash:
         raise SpecError(f"model.engine sets {clash}; set them with model.path/dtype/max_model_len instead")
     arguments.update(engine)
     return arguments
-
-
-def _config_max_len(model_path: str) -> int:
-    config = json.loads((Path(model_path) / "config.json").read_text())
-    return int(config.get("text_config", config).get("max_position_embeddings", 32768))
 
 
 def use_batch_invariant_kernels(enabled: bool) -> None:
