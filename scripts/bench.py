@@ -220,21 +220,48 @@ def gpu_memory_used_mib() -> float | None:
 
 
 class MemorySampler(threading.Thread):
-    def __init__(self, interval: float = 0.2):
+    """Peak GPU memory (nvidia-smi) and peak host memory: the resident set of the system's whole process tree (its
+    own process, vLLM's engine core, Ray's actors), which is what the OOM killer counts on a CPU run."""
+
+    def __init__(self, root_pid: int | None = None, interval: float = 0.2):
         super().__init__(daemon=True)
-        self.interval, self.peak_mib, self.stopped = interval, None, threading.Event()
+        self.root_pid, self.interval, self.stopped = root_pid, interval, threading.Event()
+        self.peak_mib: float | None = None
+        self.peak_host_mib: float | None = None
 
     def run(self) -> None:
         while not self.stopped.is_set():
             used = gpu_memory_used_mib()
             if used is not None:
                 self.peak_mib = used if self.peak_mib is None else max(self.peak_mib, used)
+            host = process_tree_rss_mib(self.root_pid)
+            if host is not None:
+                self.peak_host_mib = host if self.peak_host_mib is None else max(self.peak_host_mib, host)
             self.stopped.wait(self.interval)
 
     def stop(self) -> float | None:
         self.stopped.set()
         self.join()
         return self.peak_mib
+
+
+def process_tree_rss_mib(root_pid: int | None) -> float | None:
+    if root_pid is None:
+        return None
+    import psutil
+
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            continue  # exited between listing and reading
+    return total / 2**20
 
 
 def gpu_name() -> str:
@@ -499,13 +526,13 @@ def computed_floor_line(floor: dict[str, Any]) -> str:
 def run_system(system: str, config_path: Path, work: Path, timeout: float) -> dict[str, Any]:
     out_log, err_log = work / f"log-{system}.out", work / f"log-{system}.err"
     baseline = gpu_memory_used_mib()
-    sampler = MemorySampler()
-    sampler.start()
     started = time.perf_counter()
     command = [sys.executable, str(Path(__file__).resolve()), "_one", "--system", system, "--config", str(config_path)]
     with out_log.open("w") as out, err_log.open("w") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, cwd=REPO, env=child_environment(),
                                    start_new_session=True)
+        sampler = MemorySampler(process.pid)
+        sampler.start()
         timed_out = False
         try:
             returncode = process.wait(timeout=timeout)
@@ -525,7 +552,8 @@ def run_system(system: str, config_path: Path, work: Path, timeout: float) -> di
         if line.startswith(RESULT_MARK):
             result = json.loads(line[len(RESULT_MARK) :])
     result.update(system=system, returncode=returncode, process_wall_seconds=wall, log=str(err_log),
-                  gpu_memory_before_mib=baseline, peak_gpu_memory_mib=peak)
+                  gpu_memory_before_mib=baseline, peak_gpu_memory_mib=peak,
+                  peak_host_memory_mib=sampler.peak_host_mib)
     if "seconds" not in result:
         tail = err_log.read_text(errors="replace").strip().splitlines()[-25:]
         reason = f"timed out after {timeout:.0f} s" if timed_out else f"exit code {returncode}, no result line"
@@ -626,27 +654,31 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{data['mean_prompt_tokens']:.1f} tokens per pair (attention-score FLOPs left out: a few % at this length)",
         computed_floor_line(floor),
         "- peak GPU memory: nvidia-smi memory.used sampled every 0.2 s while the system's process ran (vLLM "
-        "reserves gpu_memory_utilization, 0.9 by default, of the card: its peak is that reservation, not its need)",
+        "reserves gpu_memory_utilization, 0.9 by default, of the card: its peak is that reservation, not its need); "
+        "peak host memory: the resident set of the system's process tree (its process, vLLM's engine core, Ray's "
+        "actors), sampled likewise",
         "- engine start: vLLM's LLM(...) (for batchrank start_engine, the same call), or loading the model for "
         "transformers; the first vLLM system on a fresh machine also fills vLLM's compile cache (~90 s on an H100 "
         "instead of ~40 s)",
         "",
-        "| system | pairs | pairs/s | prompt tokens/s | % of floor | % of computed floor | peak GPU memory | engine start "
-        "| vs plain vLLM |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| system | pairs | pairs/s | prompt tokens/s | % of floor | % of computed floor | peak GPU memory "
+        "| peak host memory | engine start | vs plain vLLM |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for system in report["systems_run"]:
         r = results[system]
         label = report["labels"][system]
         if r["failed"]:
-            lines.append(f"| {label} | FAILED: {r['reason']} | | | | | | | |")
+            lines.append(f"| {label} | FAILED: {r['reason']} | | | | | | | | |")
             continue
         memory = "n/a" if r["peak_gpu_memory_mib"] is None else f"{r['peak_gpu_memory_mib'] / 1024:.1f} GiB"
+        host = r.get("peak_host_memory_mib")
+        host_memory = "n/a" if host is None else f"{host / 1024:.1f} GiB"
         ratio = f"{r['ratio_vs_vllm']:.2f}x" if r.get("ratio_vs_vllm") is not None else "n/a"
         lines.append(
             f"| {label} | {r['pairs']:,} | {fmt_rate(r['pairs_per_second'])} | "
             f"{fmt_int(r['prompt_tokens_per_second'])} | {fmt_percent(r['percent_of_floor'])} | "
-            f"{fmt_percent(r.get('percent_of_computed_floor'))} | {memory} | "
+            f"{fmt_percent(r.get('percent_of_computed_floor'))} | {memory} | {host_memory} | "
             f"{r['engine_start_seconds']:.1f} s | {ratio} |"
         )
     lines.append("")

@@ -33,6 +33,8 @@ def test_bench_tiny_on_cpu(tmp_path: Path) -> None:
         assert result["pairs_per_second"] > 0, system
         assert result["prompt_tokens"] > 32, system
         assert result["engine_start_seconds"] > 0, system
+        # The process tree's resident set, sampled while it ran: at least the torch and model it loaded.
+        assert result["peak_host_memory_mib"] > 200, system
     # Same prompts, same token ids, float32: batchrank and one plain llm.classify call agree to rounding.
     agreement = report["agreement"]["batchrank vs plain vLLM"]
     assert agreement["pairs_compared"] == 32
@@ -42,7 +44,8 @@ def test_bench_tiny_on_cpu(tmp_path: Path) -> None:
     assert report["gpu"] == "CPU" or report["gpu"].startswith("GPU")
 
     markdown = (tmp_path / "b.md").read_text()
-    assert "| system | pairs | pairs/s | prompt tokens/s | % of floor | % of computed floor | peak GPU memory |" in markdown
+    header = "| system | pairs | pairs/s | prompt tokens/s | % of floor | % of computed floor | peak GPU memory "
+    assert header + "| peak host memory |" in markdown
     # The computed floor counts prompt tokens less plain vLLM's prefix-cache hits on the same token ids.
     vllm = report["systems"]["vllm"]
     computed = (vllm["prompt_tokens"] - vllm["prefix_cache_hit_tokens"]) / vllm["pairs"]
