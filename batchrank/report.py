@@ -45,11 +45,12 @@ def print_preview(output: Location, queries: int, top: int = 3) -> None:
     scores = pl.concat(frames)
     for query_id in scores["query_id"].unique(maintain_order=True).head(queries):
         rows = scores.filter(pl.col("query_id") == query_id).sort("rank").head(top)
-        title = rows["query"][0] if "query" in rows.columns else query_id
-        click.echo(f"\n{query_id}: {title}")
+        # The texts show only where output.keep_columns kept them; the ids alone otherwise.
+        title = f": {rows['query'][0]}" if "query" in rows.columns else ""
+        click.echo(f"\n{query_id}{title}")
         for row in rows.iter_rows(named=True):
-            text = row.get("document") or row["doc_id"]
-            click.echo(f"  {row['rank']:>3}  {row['score']:.4f}  {row['doc_id']}  {_shorten(str(text), 90)}")
+            text = f"  {_shorten(str(row['document']), 90)}" if "document" in row else ""
+            click.echo(f"  {row['rank']:>3}  {row['score']:.4f}  {row['doc_id']}{text}")
 
 
 def _shorten(text: str, width: int) -> str:
