@@ -10,7 +10,8 @@
 #   bash scripts/gpu_runs.sh overhead                # local vs Ray with one engine, a long run (issue 3)
 #   SHAPE=4b QUERIES=2000 bash scripts/gpu_runs.sh prep scale1   # then, in the next call: scale2 (issue 5, 2 GPUs)
 #   SHAPE=8b QUERIES=500 bash scripts/gpu_runs.sh prep tp        # 8B: one tensor-parallel engine vs two 1-GPU ones
-#   MAX_LEN=32768 DOC_WORDS=8000:30000 QUERIES=10 DOCS=50 bash scripts/gpu_runs.sh prep longdoc   # memory run
+#   MAX_LEN=32768 DOC_WORDS=8000:30000 QUERIES=10 DOCS=50 bash scripts/gpu_runs.sh prep longdoc   # vs plain vLLM
+#   MAX_LEN=32768 DOC_WORDS=12000:40000 QUERIES=2 DOCS=10 bash scripts/gpu_runs.sh prep memory    # memory bound
 #   bash scripts/gpu_runs.sh prep invariant          # model.batch_invariant: scores across chunk sizes, and its cost
 set -u
 cd "$(dirname "$0")/.."
@@ -41,6 +42,9 @@ for run in "$@"; do
                    --config chunks500=run.executor=local,run.chunk_size=500,model.batch_invariant=$on
                done ;;
     longdoc) "${bench[@]}" --systems batchrank,vllm ;;
+    memory) python3 scripts/memory_run.py --model "$W/model-$SHAPE" --max-model-len "$MAX_LEN" --dtype "$DTYPE" \
+              --doc-words "$DOC_WORDS" --queries "$QUERIES" --docs-per-query "$DOCS" --work "$W/memory" \
+              --out-md "$OUT/memory-$tag.md" ;;
     probe) for mode in "--mode split" "--mode procs --engines 2" "--mode procs --engines 3"; do
              timeout 300 python3 scripts/engine_probe.py --work "$W" --model "$W/model-$SHAPE" --dtype "$DTYPE" --max-model-len "$MAX_LEN" $mode --out "$OUT/probe-$tag.jsonl"
            done ;;

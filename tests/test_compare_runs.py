@@ -1,7 +1,8 @@
-"""scripts/compare_runs.py on the CPU: local against two Ray actors, and a rerun with one actor SIGKILLed.
+"""scripts/compare_runs.py on the CPU: two Ray actors, and a rerun with one actor SIGKILLed.
 
-Three `batchrank run` processes on the tiny model (about two minutes on 2 cores): the multi-GPU benchmark of issue 5
-runs this script, so its kill and its checks must work before a GPU machine's time is spent on it.
+Two `batchrank run` processes on the tiny model (about two minutes on 2 cores): the multi-GPU benchmark of issue 5
+runs this script, so its kill and its checks must work before a GPU machine's time is spent on it. (That the Ray
+executor's output equals the local executor's is tests/test_ray_executor.py's.)
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from conftest import REPO, make_pairs, write_parquet
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def test_local_against_two_actors_and_a_killed_actor(tiny_model: str, tmp_path: Path) -> None:
+def test_two_actors_and_a_rerun_with_one_killed(tiny_model: str, tmp_path: Path) -> None:
     names = {"qid": "query_id", "query_text": "query", "pid": "doc_id", "passage": "document"}
     rows = [{names.get(k, k): v for k, v in row.items()} for row in make_pairs(16, 8, seed=5)]
     pairs = write_parquet(rows, tmp_path / "pairs.parquet")  # compare_runs writes a job without column mappings
     command = [
         sys.executable, str(REPO / "scripts" / "compare_runs.py"), "--pairs", str(pairs), "--model", tiny_model,
         "--work", str(tmp_path / "work"), "--dtype", "float32", "--max-model-len", "512", "--chunk-size", "8",
-        "--config", "local=run.executor=local",
         "--config", "two=run.executor=ray,run.num_workers=2,run.chunks_in_flight_per_worker=1",
         "--kill-in", "two:3",
     ]
@@ -33,10 +33,10 @@ def test_local_against_two_actors_and_a_killed_actor(tiny_model: str, tmp_path: 
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {r["name"]: r for r in json.loads((tmp_path / "work" / "compare.json").read_text())}
-    assert set(results) == {"local", "two", "two-killed"}
+    assert set(results) == {"two", "two-killed"}
     assert all(r["pairs"] == 128 for r in results.values())
-    assert results["two"]["same_pairs_once"] and results["two-killed"]["same_pairs_once"]
-    assert results["two"]["max_score_difference"] < 1e-5 and results["two-killed"]["max_score_difference"] < 1e-5
+    # Checked against the first configuration's output: every pair once, the same scores.
+    assert results["two-killed"]["same_pairs_once"] and results["two-killed"]["max_score_difference"] < 1e-5
     killed = results["two-killed"]
     assert isinstance(killed["killed"], dict) and killed["killed"]["after_parts"] == 3
     assert killed["chunks_retried"], "the killed actor's chunk went back to the queue"
