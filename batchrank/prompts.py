@@ -9,6 +9,7 @@ the token ids we send to the engine are the ones the model was trained on.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,31 @@ def special_token_wrapping(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
+# Checked against the tokenizer's own call before its backend is used directly: special tokens, spaces, non-ASCII.
+_PROBE_TEXTS = ["<|im_start|>user\n<Query>: what is  a b-tree?", " Ünïcödé — 東京 naïve café\t\n", "[SEP] x [CLS]", ""]
+
+
+def fast_token_ids(tokenizer: Any) -> Callable[[list[str]], list[list[int]]] | None:
+    """The `tokenizers` backend's encode_batch_fast (no character offsets: ~1.7x faster than the tokenizer's own
+    call on the bench's prompts), on a copy with truncation and padding off, since a tokenizer.json may carry
+    them (all-MiniLM-L6-v2's truncates at 128) and only batchrank may shorten a prompt. None when the tokenizer has
+    no such backend or its ids differ from the tokenizer's own on the probe texts."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    from tokenizers import Tokenizer
+
+    own = Tokenizer.from_str(backend.to_str())
+    own.no_truncation()
+    own.no_padding()
+
+    def token_ids(texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in own.encode_batch_fast(texts, add_special_tokens=False)]
+
+    expected = tokenizer(_PROBE_TEXTS, add_special_tokens=False, truncation=False)["input_ids"]
+    return token_ids if token_ids(_PROBE_TEXTS) == [list(ids) for ids in expected] else None
+
+
 class PromptEncoder:
     """Renders and tokenizes pairs with a template, truncating only the document to fit `max_model_len`."""
 
@@ -128,10 +154,13 @@ class PromptEncoder:
         self.instruction = resolve_instruction(template, instruction)
         self.max_model_len = max_model_len
         self.lead, self.trail = special_token_wrapping(tokenizer)
+        self.fast_ids = fast_token_ids(tokenizer)
         self.prefix_ids = self._ids([template.prefix])[0] if template.prefix else []
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        if self.fast_ids is not None:
+            return self.fast_ids(texts)
+        return self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
 
     def encode(self, queries: list[str], documents: list[str]) -> EncodedPrompts:
         unique_queries = list(dict.fromkeys(queries))

