@@ -226,23 +226,22 @@ class MemorySampler(threading.Thread):
     def __init__(self, root_pid: int | None = None, interval: float = 0.2):
         super().__init__(daemon=True)
         self.root_pid, self.interval, self.stopped = root_pid, interval, threading.Event()
-        self.peak_mib: float | None = None
+        self.peak_gpu_mib: float | None = None
         self.peak_host_mib: float | None = None
 
     def run(self) -> None:
         while not self.stopped.is_set():
             used = gpu_memory_used_mib()
             if used is not None:
-                self.peak_mib = used if self.peak_mib is None else max(self.peak_mib, used)
+                self.peak_gpu_mib = used if self.peak_gpu_mib is None else max(self.peak_gpu_mib, used)
             host = process_tree_rss_mib(self.root_pid)
             if host is not None:
                 self.peak_host_mib = host if self.peak_host_mib is None else max(self.peak_host_mib, host)
             self.stopped.wait(self.interval)
 
-    def stop(self) -> float | None:
+    def stop(self) -> None:
         self.stopped.set()
         self.join()
-        return self.peak_mib
 
 
 def process_tree_rss_mib(root_pid: int | None) -> float | None:
@@ -545,14 +544,14 @@ def run_system(system: str, config_path: Path, work: Path, timeout: float) -> di
         pass
     if timed_out:
         returncode = process.wait()
-    peak = sampler.stop()
+    sampler.stop()
     wall = time.perf_counter() - started
     result: dict[str, Any] = {}
     for line in out_log.read_text(errors="replace").splitlines():
         if line.startswith(RESULT_MARK):
             result = json.loads(line[len(RESULT_MARK) :])
     result.update(system=system, returncode=returncode, process_wall_seconds=wall, log=str(err_log),
-                  gpu_memory_before_mib=baseline, peak_gpu_memory_mib=peak,
+                  gpu_memory_before_mib=baseline, peak_gpu_memory_mib=sampler.peak_gpu_mib,
                   peak_host_memory_mib=sampler.peak_host_mib)
     if "seconds" not in result:
         tail = err_log.read_text(errors="replace").strip().splitlines()[-25:]

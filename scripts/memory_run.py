@@ -56,15 +56,15 @@ def run_job(name: str, pairs: Path, args: argparse.Namespace, work: Path) -> dic
         sampler = MemorySampler(process.pid)
         sampler.start()
         returncode = process.wait()
-    peak_gpu = sampler.stop()
+    sampler.stop()
     result: dict[str, Any] = {"name": name, "returncode": returncode, "seconds": round(time.perf_counter() - started, 1),
-                              "peak_host_mib": sampler.peak_host_mib, "peak_gpu_mib": peak_gpu, "log": str(log)}
+                              "peak_host_mib": sampler.peak_host_mib, "peak_gpu_mib": sampler.peak_gpu_mib,
+                              "log": str(log)}
     if returncode != 0:
         result["tail"] = log.read_text(errors="replace")[-2000:]
         return result
     info = json.loads((out / "run.json").read_text())
-    result.update(pairs=info["pairs"], prompt_tokens=info["prompt_tokens"], truncated_pairs=info["truncated_pairs"],
-                  engine=info["model"].get("engine_arguments", {}))
+    result.update(pairs=info["pairs"], prompt_tokens=info["prompt_tokens"], truncated_pairs=info["truncated_pairs"])
     return result
 
 
@@ -107,7 +107,7 @@ def main() -> None:
     for name, doc_words, seed in (("MS MARCO-length", (52, 400), 1), ("longer than max_model_len", args.doc_words, 2)):
         pairs = write_pairs(synthetic_pairs(args.queries, args.docs_per_query, seed, doc_words), work / f"{seed}.parquet")
         results.append(run_job(name, pairs, args, work))
-        print(json.dumps({k: v for k, v in results[-1].items() if k != "engine"}), flush=True)
+        print(json.dumps(results[-1]), flush=True)
     table = render(args, results, command)
     print(table)
     if args.out_md:

@@ -9,6 +9,7 @@ Set TOKENIZERS_PARALLELISM=false to see the single-threaded cost (scripts/gpu_ru
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -59,7 +60,7 @@ def main() -> None:
     frame = pl.DataFrame({"query_id": [r["query_id"] for r in rows], "doc_id": [r["doc_id"] for r in rows],
                           "score": np.random.default_rng(0).random(len(rows))})
     folder = Path(tempfile.mkdtemp())
-    written = iter(range(10**6))
+    written = itertools.count()
 
     def write_part() -> None:
         k = next(written)
@@ -73,6 +74,7 @@ def main() -> None:
     print(f"  tokenize, the tokenizer's own call:     {tokenize['own']:7.1f} ms")
     print(f"  tokenize, backend encode_batch_fast:    {tokenize['fast']:7.1f} ms")
     print(f"  write the part (rank, Parquet, fsync):  {median_ms({'write': write_part}, args.repeats)['write']:7.1f} ms")
+
 
 if __name__ == "__main__":
     main()
