@@ -1,3 +1,40 @@
-"""batchrank: offline batch reranking of (query, document) pairs with vLLM, checkpointed to Parquet."""
+"""batchrank: offline batch reranking of (query, document) pairs with vLLM, checkpointed to Parquet.
+
+The Python API (what an Airflow or Dagster task calls):
+
+    import batchrank
+    spec = batchrank.load_spec("jobs/msmarco.yaml", overrides=["run.chunk_size=5000"])
+    result = batchrank.run_job(spec)          # a JobResult: output path, pairs, run.json, evaluation
+    result.output, result.total_pairs, result.evaluation
+
+Errors are typed: BatchrankError (SpecError, InputDataError, CheckpointError, StorageError) for what the user must
+fix, with nothing scored; RunFailure for a failure while running (run it again: it resumes). Their messages are
+the ones the CLI prints.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from batchrank.errors import BatchrankError, CheckpointError, InputDataError, RunFailure, SpecError, StorageError
+
+if TYPE_CHECKING:
+    from batchrank.job import JobResult, run_job
+    from batchrank.spec import JobSpec, load_spec, parse_spec
 
 __version__ = "0.1.0"
+__all__ = ["BatchrankError", "CheckpointError", "InputDataError", "JobResult", "JobSpec", "RunFailure", "SpecError",
+           "StorageError", "load_spec", "parse_spec", "run_job"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: `import batchrank` stays light (no polars, no vLLM) for a scheduler's process.
+    if name in ("run_job", "JobResult"):
+        from batchrank import job
+
+        return getattr(job, name)
+    if name in ("load_spec", "parse_spec", "JobSpec"):
+        from batchrank import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'batchrank' has no attribute {name!r}")

@@ -1,4 +1,9 @@
-"""The batchrank command line: run, validate, status, eval, export, report."""
+"""The batchrank command line: run, validate, status, eval, export, report.
+
+Results go to stdout; batchrank's own progress and messages to stderr; the engine's and other libraries' log lines
+to OUTPUT/logs/engine.log (-v shows them too). Exit codes: 0 done, 2 a problem the user must fix (nothing was
+scored), 1 a failure while running (rerun: it resumes), 130 interrupted; `status` has its own (output/status.py).
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,13 @@ import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from batchrank.errors import BatchrankError, RunFailure
 
-if TYPE_CHECKING:
-    from batchrank.storage import ObjectPath
-
 log = logging.getLogger("batchrank")
-
-
-def _configure_logging(verbose: bool) -> None:
-    # Other libraries' INFO lines (torch, Triton probes) stay quiet unless -v; batchrank's own are shown.
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,  # rebind to the current stderr on every invocation (in-process runners swap it)
-    )
-    logging.getLogger("batchrank").setLevel(logging.DEBUG if verbose else logging.INFO)
-    # vLLM's start-up chatter drowns the job's own lines; -v brings it back.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -70,10 +58,15 @@ def _stop_on_sigterm() -> None:
 
 @click.group()
 @click.version_option(package_name="batchrank")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging, including vLLM's own.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="batchrank's debug lines, and the engine's log on stderr too.")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr (results still go to stdout).")
+@click.pass_context
+def main(context: click.Context, verbose: bool, quiet: bool) -> None:
     """Offline batch reranking of (query, document) pairs with vLLM, checkpointed to Parquet."""
-    _configure_logging(verbose)
+    from batchrank.logs import configure_console
+
+    configure_console(1 if verbose else -1 if quiet else 0)
+    context.obj = {"verbose": verbose, "quiet": quiet}
 
 
 @main.command()
@@ -81,28 +74,32 @@ def main(verbose: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. run.chunk_size=500.")
 @click.option("--overwrite", is_flag=True, help="Discard the output directory's previous results and start over.")
 @click.option("--preview", default=3, show_default=True, help="Print the top results of this many queries at the end.")
+@click.pass_context
 @_user_errors
-def run(job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> None:
+def run(context: click.Context, job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> None:
     """Score every pair of JOB's input and write ranked Parquet parts; resumes a killed run.
 
     At the end: the metrics table and OUTPUT/eval.json when eval.qrels is set, and OUTPUT/report.html.
     """
+    from batchrank.console import print_preview, print_run_summary
     from batchrank.job import run_job
-    from batchrank.report import print_preview, print_run_summary
+    from batchrank.logs import EngineLog
+    from batchrank.output.layout import OutputLayout
     from batchrank.spec import load_spec
 
     spec = load_spec(job, overrides)
     if spec.model.trust_remote_code:
         log.warning("model.trust_remote_code is on: Python code from %s will run", spec.model.path)
-    qrels = None
-    if spec.eval.qrels:  # read first: a bad qrels file should stop the job before hours of scoring, not after
-        from batchrank.qrels import read_qrels
-
-        qrels = read_qrels(spec.eval.qrels)
     _stop_on_sigterm()
-    result = run_job(spec, overwrite=overwrite)
+    layout = OutputLayout(spec.output.path)
+    engine_log = EngineLog(echo=context.obj["verbose"])
+    try:
+        # The process ends with the job, so its engine is never needed again; kept, it serves the next job of a
+        # process that runs several (a test session).
+        result = run_job(spec, overwrite=overwrite, keep_engine=True)
+    finally:
+        engine_log.close(layout.engine_log if layout.manifest.exists() else None)
     print_run_summary(result)
-    _evaluate_and_report(result.output, qrels, after_run=True)
     if preview:
         print_preview(result.output, preview)
 
@@ -112,77 +109,50 @@ def run(job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> 
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
 @_user_errors
 def validate(job: str, overrides: tuple[str, ...]) -> None:
-    """Check JOB's spec and input (columns, nulls, empties, duplicates) without loading a model.
+    """Check JOB's spec, model and input (columns, nulls, empties, duplicates) without starting an engine.
 
-    With input.on_bad_rows: skip, lists what a run would skip (queries too long for max_model_len are only found
-    while scoring, when the model's tokenizer is at hand).
+    With input.on_bad_rows: skip, lists what a run would skip.
     """
-    from batchrank.io.input import open_input, scan_pairs
-    from batchrank.io.validate import (
-        build_row_index,
-        inspect_input,
-        raise_on_problems,
-        reject_reasons,
-        summarize_reasons,
-    )
-    from batchrank.prompts import parse_template
-    from batchrank.report import print_input_report
+    from batchrank import scoring
+    from batchrank.console import print_input_report, print_model_facts
+    from batchrank.io.rejects import summarize_reasons
+    from batchrank.io.validate import check_rows, raise_if_nothing_left, raise_on_problems
+    from batchrank.job.preflight import check_job
     from batchrank.spec import load_spec
 
     spec = load_spec(job, overrides)
-    if spec.prompt.template:
-        parse_template(spec.prompt.template)
-    if spec.eval.qrels:
-        from batchrank.qrels import read_qrels
-
-        click.echo(f"qrels: {read_qrels(spec.eval.qrels).frame.height} judgments in {spec.eval.qrels}")
-    files = open_input(spec.input, spec.output.keep_columns)
-    index = build_row_index(scan_pairs(spec.input, files, spec.output.keep_columns), files)
-    report = inspect_input(files, index)
-    print_input_report(report)
-    if spec.input.on_bad_rows == "error" or not report.problems:
-        raise_on_problems(report)
+    checked = check_job(spec, scoring.default_scorer_factory())
+    if checked.qrels is not None:
+        click.echo(f"qrels: {checked.qrels.frame.height} judgments in {spec.eval.qrels}")
+    print_model_facts(checked.model)
+    check = check_rows(checked.files, spec.input.on_bad_rows)
+    print_input_report(check.report)
+    if spec.input.on_bad_rows == "error" or check.rejected is None:
+        raise_on_problems(check.report)
         click.echo("input OK")
         return
-    reasons = reject_reasons(index)
-    skipped = len(reasons) - reasons.null_count()
-    click.echo(f"input.on_bad_rows is skip: a run would skip {skipped} of {index.height} rows "
-               f"({summarize_reasons(reasons)}) and list them in OUTPUT/rejects.parquet")
-    if skipped == index.height:
-        raise_on_problems(report)
-    click.echo(f"input OK: {index.height - skipped} rows to score")
+    click.echo(f"input.on_bad_rows is skip: a run would skip {check.rejected_rows} of {check.report.rows} rows "
+               f"({summarize_reasons(check.rejected['reason'])}) and list them in OUTPUT/rejects.parquet")
+    raise_if_nothing_left(check, spec.input.path)
+    click.echo(f"input OK: {check.report.rows - check.rejected_rows} rows to score")
 
 
 @main.command()
 @click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_user_errors
-def status(output_dir: str) -> None:
-    """Show how far the job writing OUTPUT_DIR has come: chunks done / total, rows scored."""
-    from batchrank.report import print_status
+def status(output_dir: str, as_json: bool) -> None:
+    """Say whether the job writing OUTPUT_DIR is complete, running, failed or stopped, and how far it came.
 
-    print_status(output_dir)
+    Exit code: 0 complete, 3 running, 4 failed (the last run's error is shown), 5 stopped (killed), 2 not a
+    batchrank output directory.
+    """
+    from batchrank.console import print_status
+    from batchrank.output.status import read_status
 
-
-def _evaluate_and_report(output: str | os.PathLike[str] | ObjectPath, qrels: Any, after_run: bool = False) -> None:
-    """With qrels: print the metrics table and write OUTPUT/eval.json. Always: write OUTPUT/report.html."""
-    evaluation = None
-    if qrels is not None:
-        from batchrank.eval import evaluate, format_table, write_eval_json
-
-        evaluation = evaluate(output, qrels)
-        click.echo("\n" + format_table(evaluation))
-        for note in evaluation.warnings():
-            click.echo(f"warning: {note}", err=True)
-        write_eval_json(evaluation, output)
-    try:
-        from batchrank.report_html import write_report
-
-        click.echo(f"report: {write_report(output, evaluation, qrels)}")
-    except Exception as error:  # noqa: BLE001 - after a run the scores are complete; a missing report is not fatal
-        if not after_run:
-            raise
-        log.warning("report.html not written (%s: %s); the scores are complete; `batchrank report %s` retries",
-                    type(error).__name__, error, output)
+    state = read_status(output_dir)
+    print_status(state, as_json)
+    sys.exit(state.exit_code)
 
 
 @main.command(name="eval")
@@ -209,7 +179,7 @@ def eval_command(output_dir: str, qrels: str, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["trec", "jsonl"]), default="trec", show_default=True)
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Only each query's best K rows.")
 @click.option("--tag", default="batchrank", show_default=True, help="The run tag (last column of a TREC run).")
-@click.option("-o", "--output", "destination", type=click.Path(dir_okay=False), help="Write FILE, not stdout.")
+@click.option("-o", "--output", "destination", help="Write FILE (a path or an s3:// URI), not stdout.")
 @_user_errors
 def export(output_dir: str, fmt: str, top: int | None, tag: str, destination: str | None) -> None:
     """Write OUTPUT_DIR's ranking as a TREC run file (qid Q0 docid rank score tag) or JSON lines."""
@@ -236,16 +206,23 @@ def export(output_dir: str, fmt: str, top: int | None, tag: str, destination: st
 @_user_errors
 def report(output_dir: str, qrels: str | None) -> None:
     """Write OUTPUT_DIR/report.html (metrics, plots, settings) and the plots as OUTPUT_DIR/report/*.png."""
-    from pathlib import Path
-
+    from batchrank.eval import evaluate, format_table, write_eval_json
     from batchrank.qrels import read_qrels
+    from batchrank.report_html import write_report
     from batchrank.results import open_finished
 
     configured = (open_finished(output_dir).run_info.get("spec", {}).get("eval") or {}).get("qrels")
-    if qrels is None and configured and Path(configured).is_file():
-        qrels = configured
+    if qrels is None and configured:
+        qrels = configured  # run.json keeps it as an absolute path: this works from any directory
         click.echo(f"qrels from the job spec: {qrels}", err=True)
-    _evaluate_and_report(output_dir, read_qrels(qrels) if qrels else None)
+    judgments = read_qrels(qrels) if qrels else None
+    evaluation = evaluate(output_dir, judgments) if judgments is not None else None
+    if evaluation is not None:
+        click.echo("\n" + format_table(evaluation))
+        for note in evaluation.warnings():
+            click.echo(f"warning: {note}", err=True)
+        write_eval_json(evaluation, output_dir)
+    click.echo(f"report: {write_report(output_dir, evaluation, judgments)}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ averaged; output queries without judgments and qrels queries not in the output a
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ir_measures
@@ -33,15 +33,14 @@ import polars as pl
 from ir_measures import AP, RR, R, nDCG
 from pydantic import ValidationError
 
-from batchrank import storage
-from batchrank.checkpoint import write_text_atomically
 from batchrank.errors import BatchrankError, InputDataError
-from batchrank.io import parquet_files
-from batchrank.io.input import resolve_input_paths
+from batchrank.io.input import open_input
+from batchrank.output.layout import OutputLayout
+from batchrank.output.manifest import write_text_or_fail
 from batchrank.qrels import Qrels
 from batchrank.results import FinishedOutput, open_finished
 from batchrank.spec import InputSpec
-from batchrank.storage import Location, ObjectPath
+from batchrank.storage import StoragePath
 
 # Report names (what the MS MARCO and TREC literature calls them) and the ir-measures measure behind each.
 MEASURES = {"nDCG@10": nDCG @ 10, "MRR@10": RR @ 10, "Recall@100": R @ 100, "MAP": AP}
@@ -90,7 +89,7 @@ class Evaluation:
         }
 
 
-def evaluate(output_dir: str | Path | ObjectPath, qrels: Qrels) -> Evaluation:
+def evaluate(output_dir: str | os.PathLike[str] | StoragePath, qrels: Qrels) -> Evaluation:
     """Metrics of the reranked order and, when a first-stage signal exists, of the first-stage order."""
     out = open_finished(output_dir)
     scores = out.scan_scores("query_id", "doc_id", "rank").collect()
@@ -187,24 +186,20 @@ def _first_stage_from_input(out: FinishedOutput) -> tuple[pl.LazyFrame | None, s
     keep_hint = "keep first_stage_rank or first_stage_score in output.keep_columns to compare with the first stage"
     try:
         spec = InputSpec.model_validate(out.run_info["spec"]["input"])
-        paths = resolve_input_paths(spec.path)
+        files = open_input(spec)
     except (KeyError, TypeError, ValidationError, BatchrankError):
         return None, f"the output has no first-stage column and the job's input is not readable; {keep_hint}"
-    try:
-        current = storage.file_signatures(paths)
-    except OSError:
-        current = None
-    if out.manifest().get("fingerprint", {}).get("inputs") != current:
+    now = [[f.size, f.footer_sha256] for f in files.files]
+    if now != [entry[1:] for entry in out.manifest.fingerprint.get("input.files", [])]:
         return None, f"the output has no first-stage column and the job's input changed since the run; {keep_hint}"
-    names = parquet_files.scan(paths).collect_schema().names()
     for column in FIRST_STAGE_COLUMNS:
-        if column in names:
-            frame = parquet_files.scan(paths).select(
-                pl.col(spec.column("query_id")).cast(pl.String).alias("query_id"),
-                pl.col(spec.column("doc_id")).cast(pl.String).alias("doc_id"),
-                pl.col(column),
-            )
-            return _as_rank(frame, column), f"input column {column} of {spec.path}"
+        try:
+            with_column = open_input(spec, [column])
+        except BatchrankError:  # the input has no such column
+            continue
+        frame = with_column.scan().select(pl.col("query_id").cast(pl.String), pl.col("doc_id").cast(pl.String),
+                                          pl.col(column))
+        return _as_rank(frame, column), f"input column {column} of {spec.path}"
     return None, f"neither the output nor the job's input has a first-stage column; {keep_hint}"
 
 
@@ -225,7 +220,7 @@ def format_table(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def write_eval_json(evaluation: Evaluation, output_dir: str | Path | ObjectPath) -> Location:
-    path = storage.as_location(output_dir) / "eval.json"
-    write_text_atomically(path, json.dumps(evaluation.to_json(), indent=1) + "\n")
+def write_eval_json(evaluation: Evaluation, output_dir: str | os.PathLike[str] | StoragePath) -> StoragePath:
+    path = OutputLayout(output_dir).eval_json
+    write_text_or_fail(path, json.dumps(evaluation.to_json(), indent=1) + "\n")
     return path

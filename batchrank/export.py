@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 from typing import BinaryIO, Literal
 
 import polars as pl
 
-from batchrank import storage
 from batchrank.errors import InputDataError
 from batchrank.io import parquet_files
 from batchrank.results import open_finished
-from batchrank.storage import ObjectPath
+from batchrank.storage import StoragePath
 
 ExportFormat = Literal["trec", "jsonl"]
 _WHITESPACE = re.compile(r"\s")
 
 
-def ranked_rows(output_dir: str | Path | ObjectPath, top: int | None = None) -> pl.DataFrame:
+def ranked_rows(output_dir: str | os.PathLike[str] | StoragePath, top: int | None = None) -> pl.DataFrame:
     """Every scored row (or each query's best `top`), sorted by query id then rank."""
     out = open_finished(output_dir)
     # Sort on the ids' own type (numbers numerically), then rank; the ids stay as the output has them.
@@ -59,7 +58,7 @@ def write_jsonl(frame: pl.DataFrame, sink: BinaryIO) -> None:
     frame.write_ndjson(sink)
 
 
-def export(output_dir: str | Path | ObjectPath, fmt: ExportFormat, sink: BinaryIO, top: int | None = None, tag: str = "batchrank"
+def export(output_dir: str | os.PathLike[str] | StoragePath, fmt: ExportFormat, sink: BinaryIO, top: int | None = None, tag: str = "batchrank"
            ) -> int:
     """Write the ranking of OUTPUT_DIR to `sink`; returns the number of rows written."""
     if fmt == "trec":
@@ -72,8 +71,10 @@ def export(output_dir: str | Path | ObjectPath, fmt: ExportFormat, sink: BinaryI
     return frame.height
 
 
-def export_to_path(output_dir: str | Path | ObjectPath, fmt: ExportFormat, destination: str | Path, top: int | None = None,
+def export_to_path(output_dir: str | os.PathLike[str] | StoragePath, fmt: ExportFormat,
+                   destination: str | os.PathLike[str] | StoragePath, top: int | None = None,
                    tag: str = "batchrank") -> int:
-    """Like export(), into a file renamed into place: a failed export leaves no half-written file."""
-    with storage.atomic_local_file(Path(destination)) as sink:
+    """Like export(), into a file written atomically (local or an object): a failed export leaves no half-written
+    file."""
+    with StoragePath.of(destination).atomic_writer() as sink:
         return export(output_dir, fmt, sink, top, tag)

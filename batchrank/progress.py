@@ -1,4 +1,8 @@
-"""Progress of a job: a bar with pairs/s and ETA on a terminal, one log line per chunk otherwise."""
+"""Progress of a job: a bar on a terminal, one log line per chunk otherwise; one pairs/s figure for both.
+
+The rate is pairs scored by this run over the time since scoring started (every engine up) to the last finished
+chunk: the bar shows it as it goes (tqdm without smoothing), and run.json and the summary keep the final value.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +10,42 @@ import logging
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 log = logging.getLogger("batchrank")
 
 
 class Progress:
-    def __init__(self, total_pairs: int, done_pairs: int, total_chunks: int, done_chunks: int):
-        self.total_pairs, self.total_chunks = total_pairs, total_chunks
-        self.done_pairs, self.done_chunks = done_pairs, done_chunks
+    def __init__(self, total_rows: int, done_rows: int, total_chunks: int, done_chunks: int, quiet: bool = False):
+        self.total_rows, self.total_chunks = total_rows, total_chunks
+        self.done_rows, self.done_chunks = done_rows, done_chunks
         self.pairs_this_run = 0
+        self.quiet = quiet
         self.started = self.last_chunk_at = time.perf_counter()
-        self.bar = None
-        if sys.stderr.isatty():
+        self.bar: Any = None
+
+    def start_scoring(self) -> None:
+        """Throughput counts from here (after the engines have started)."""
+        self.started = self.last_chunk_at = time.perf_counter()
+        if sys.stderr.isatty() and not self.quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_pairs, initial=done_pairs, unit="pair", unit_scale=True, dynamic_ncols=True)
+            self.bar = tqdm(total=self.total_rows, initial=self.done_rows, unit="pair", unit_scale=True,
+                            dynamic_ncols=True, smoothing=0)
 
-    def restart_clock(self) -> None:
-        """Throughput counts from here (after the engine has started)."""
-        self.started = self.last_chunk_at = time.perf_counter()
-
-    def chunk_done(self, pairs: int) -> None:
-        self.done_pairs += pairs
+    def chunk_done(self, rows: int, pairs: int) -> None:
+        """A chunk of `rows` rows is finished, `pairs` of them scored (the rest rejected while preparing)."""
+        self.done_rows += rows
         self.done_chunks += 1
         self.pairs_this_run += pairs
         self.last_chunk_at = time.perf_counter()
         if self.bar is not None:
-            self.bar.update(pairs)
+            self.bar.update(rows)
             return
         rate = self.pairs_per_second
-        remaining = (self.total_pairs - self.done_pairs) / rate if rate else 0.0
-        log.info(
-            "chunk %d/%d done, %d/%d pairs, %.1f pairs/s, ETA %s",
-            self.done_chunks,
-            self.total_chunks,
-            self.done_pairs,
-            self.total_pairs,
-            rate,
-            timedelta(seconds=round(remaining)),
-        )
+        remaining = (self.total_rows - self.done_rows) / rate if rate else 0.0
+        log.info("chunk %d/%d done, %d/%d pairs, %.1f pairs/s, ETA %s", self.done_chunks, self.total_chunks,
+                 self.done_rows, self.total_rows, rate, timedelta(seconds=round(remaining)))
 
     @property
     def seconds(self) -> float:

@@ -35,6 +35,10 @@ class Template:
     tail: str
     uses_instruction: bool
 
+    def text(self) -> str:
+        """The whole template as one string with its {fields} (what run.json and `batchrank validate` show)."""
+        return self.prefix + self.head + "{document}" + self.tail
+
 
 BUILTIN_TEMPLATES: dict[str, Template] = {
     "qwen3": Template(
@@ -87,13 +91,13 @@ def _fill(text: str, query: str, instruction: str) -> str:
     return _FIELD.sub(substitute, protected).replace("\x00", "{").replace("\x01", "}")
 
 
-def resolve_instruction(template: Template, instruction: str | None) -> str:
+def resolve_instruction(instruction: str | None) -> str:
     return instruction if instruction is not None else DEFAULT_INSTRUCTION
 
 
 def render_prompt(template: Template, query: str, document: str, instruction: str | None = None) -> str:
     """The full prompt text for one pair, untruncated (what a human reads; the engine gets token ids)."""
-    filled = resolve_instruction(template, instruction)
+    filled = resolve_instruction(instruction)
     return template.prefix + _fill(template.head, query, filled) + document + _fill(template.tail, query, filled)
 
 
@@ -152,7 +156,7 @@ class PromptEncoder:
     def __init__(self, tokenizer: Any, template: Template, instruction: str | None, max_model_len: int):
         self.tokenizer = tokenizer
         self.template = template
-        self.instruction = resolve_instruction(template, instruction)
+        self.instruction = resolve_instruction(instruction)
         self.max_model_len = max_model_len
         self.lead, self.trail = special_token_wrapping(tokenizer)
         self.fast_ids = fast_token_ids(tokenizer)
@@ -183,6 +187,14 @@ class PromptEncoder:
                 truncated[i] = True
             token_ids.append(self.lead + self.prefix_ids + body + tail_ids[query] + self.trail)
         return EncodedPrompts(token_ids, truncated, too_long)
+
+    def too_long_queries(self, queries: list[str]) -> list[int]:
+        """Positions of the queries whose prompt without any document already fills max_model_len."""
+        heads = self._ids([_fill(self.template.head, q, self.instruction) for q in queries])
+        tails = self._ids([_fill(self.template.tail, q, self.instruction) for q in queries])
+        fixed = len(self.lead) + len(self.prefix_ids) + len(self.trail)
+        return [i for i, (head, tail) in enumerate(zip(heads, tails, strict=True))
+                if len(head) >= self.max_model_len - fixed - len(tail)]
 
     def encode_texts(self, texts: list[str]) -> EncodedPrompts:
         """Single texts (embedding inputs), each truncated at the end to fit."""

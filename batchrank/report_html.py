@@ -11,8 +11,9 @@ import base64
 import html
 import io
 import json
+import os
 import time
-from pathlib import Path
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,12 @@ import polars as pl
 from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI backend, PNGs through Agg
 from matplotlib.ticker import MaxNLocator
 
-from batchrank.checkpoint import write_text_atomically
 from batchrank.eval import MEASURES, Evaluation
 from batchrank.io.parts import ChunkStats
+from batchrank.output.manifest import write_text_or_fail
 from batchrank.qrels import Qrels
 from batchrank.results import FinishedOutput, open_finished
-from batchrank.storage import Location, ObjectPath
+from batchrank.storage import StoragePath
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -38,8 +39,8 @@ img { max-width: 100%; border: 1px solid #eee; } pre { background: #f6f8fa; padd
 _PNG_NAMES = ("ndcg-delta.png", "scores.png", "throughput.png")
 
 
-def write_report(output_dir: str | Path | ObjectPath, evaluation: Evaluation | None = None,
-                 qrels: Qrels | None = None) -> Location:
+def write_report(output_dir: str | os.PathLike[str] | StoragePath, evaluation: Evaluation | None = None,
+                 qrels: Qrels | None = None) -> StoragePath:
     """Write OUTPUT/report.html and OUTPUT/report/*.png; returns the HTML's path."""
     out = open_finished(output_dir)
     figures: list[tuple[str, str, bytes]] = []  # (file name, caption, PNG)
@@ -47,15 +48,14 @@ def write_report(output_dir: str | Path | ObjectPath, evaluation: Evaluation | N
         figures.append(("ndcg-delta.png", "nDCG@10 change per judged query", _ndcg_delta_png(evaluation)))
     figures.append(("scores.png", "Score distribution", _scores_png(out, qrels)))
     figures.append(("throughput.png", "Throughput over the run", _throughput_png(out.chunk_stats())))
-    images = out.root / "report"
-    images.mkdir(exist_ok=True)
+    images = out.layout.report_images
+    images.mkdir()
     for name in _PNG_NAMES:  # a PNG this report does not make would be stale
         (images / name).unlink(missing_ok=True)
     for name, _, png in figures:
         (images / name).write_bytes(png)
-    path = out.root / "report.html"
-    write_text_atomically(path, _page(out, evaluation, figures))
-    return path
+    write_text_or_fail(out.layout.report_html, _page(out, evaluation, figures))
+    return out.layout.report_html
 
 
 def _png(figure: Figure) -> bytes:
@@ -122,14 +122,21 @@ def _throughput_png(stats: list[ChunkStats]) -> bytes:
     figure = Figure(figsize=(8, 3.6), layout="constrained")
     axes = figure.add_subplot()
     axes.plot(elapsed / divisor, rates, "o-", color="#4c72b0", markersize=4, linewidth=1)
-    overall = sum(s.pairs for s in stats) / max(sum(s.seconds for s in stats), 1e-9)
-    axes.axhline(overall, color="#c44e52", linestyle="--", linewidth=1, label=f"all chunks: {overall:.1f} pairs/s")
+    # A chunk's seconds are its share of its engine's busy time, so an engine's chunks sum to its busy time; engines
+    # run side by side, so the job's rate is all pairs over the busiest engine's time.
+    busy: defaultdict[str, float] = defaultdict(float)
+    for s in stats:
+        busy[s.worker] += s.seconds
+    overall = sum(s.pairs for s in stats) / max(max(busy.values()), 1e-9)
+    engines = f" on {len(busy)} engines" if len(busy) > 1 else ""
+    axes.axhline(overall, color="#c44e52", linestyle="--", linewidth=1,
+                 label=f"all chunks{engines}: {overall:.1f} pairs/s")
     axes.set_xlabel(f"{unit} since the first chunk started (a gap in time means the job was stopped and resumed)")
-    axes.set_ylabel("pairs/s of the chunk")
+    axes.set_ylabel("pairs/s of the chunk's engine")
     axes.set_ylim(bottom=0)
     axes.legend()
     pairs = sum(s.pairs for s in stats)
-    axes.set_title(f"{len(stats)} chunks, {pairs} pairs, {sum(s.seconds for s in stats):.1f} s of scoring")
+    axes.set_title(f"{len(stats)} chunks, {pairs} pairs, {max(busy.values()):.1f} s of scoring")
     return _png(figure)
 
 
@@ -186,6 +193,7 @@ def _settings_html(info: dict[str, Any]) -> str:
         "model": model.get("path"),
         "model kind": model.get("kind"),
         "prompt template": model.get("template"),
+        "input format": json.dumps(model.get("input_format", {})),
         "dtype": spec.get("model", {}).get("dtype"),
         "max_model_len": model.get("max_model_len"),
         "chunk_size": spec.get("run", {}).get("chunk_size"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -13,16 +13,26 @@ from batchrank import storage
 from batchrank.errors import CheckpointError
 from batchrank.io import parquet_files
 from batchrank.io.parts import ChunkStats, read_part_stats
-from batchrank.storage import Location, ObjectPath
+from batchrank.output.layout import OutputLayout
+from batchrank.output.manifest import Manifest, read_manifest
+from batchrank.storage import StoragePath
 
 
 @dataclass(frozen=True)
 class FinishedOutput:
-    """OUTPUT/ of a job that wrote _SUCCESS: its parts, run.json and job.json."""
+    """OUTPUT/ of a job that wrote _SUCCESS: its plan, run.json, and one part per planned chunk."""
 
-    root: Location
+    layout: OutputLayout
+    manifest: Manifest
     run_info: dict[str, Any]
-    parts: list[Location]
+
+    @property
+    def root(self) -> StoragePath:
+        return self.layout.root
+
+    @property
+    def parts(self) -> list[StoragePath]:
+        return [self.layout.part(chunk.chunk_id) for chunk in self.manifest.chunks]
 
     @property
     def columns(self) -> list[str]:
@@ -40,31 +50,21 @@ class FinishedOutput:
         """What each part's footer records about its chunk, in the order the chunks finished."""
         return sorted((read_part_stats(p) for p in self.parts), key=lambda s: s.finished_at)
 
-    def manifest(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.root / "job.json").read_text())
-        except (OSError, ValueError):
-            return {}
 
-
-def open_finished(output_dir: str | Path | ObjectPath) -> FinishedOutput:
+def open_finished(output_dir: str | os.PathLike[str] | StoragePath) -> FinishedOutput:
     """Check that OUTPUT_DIR holds a finished batchrank job; partial results would give misleading metrics."""
-    root = storage.as_location(output_dir)
-    with storage.reaching(root):  # a missing bucket or no credentials: one clear line
-        return _open_finished(root)
-
-
-def _open_finished(root: Location) -> FinishedOutput:
-    if not (root / "job.json").exists():
-        storage.require_bucket(root)
-        raise CheckpointError(f"{root}: no job.json here; not a batchrank output directory (or not started)")
-    if not (root / "_SUCCESS").exists():
-        raise CheckpointError(f"{root}: the job has not finished (no _SUCCESS); run it to the end first")
-    try:
-        run_info = json.loads((root / "run.json").read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{root / 'run.json'}: unreadable ({error})") from None
-    parts = sorted((root / "scores").glob("part-*.parquet"))
-    if not parts:
-        raise CheckpointError(f"{root / 'scores'}: no part-*.parquet files")
-    return FinishedOutput(root, run_info, parts)
+    layout = OutputLayout(output_dir)
+    with storage.reaching(layout.root):  # a missing bucket or no credentials: one clear line
+        manifest = read_manifest(layout)
+        if manifest is None:
+            layout.root.check_bucket()
+            raise CheckpointError(f"{layout.root}: no job.json here; not a batchrank output directory (or not started)")
+        if not layout.success.exists():
+            raise CheckpointError(f"{layout.root}: the job has not finished (no _SUCCESS); run it to the end first")
+        try:
+            run_info = json.loads(layout.run_info.read_text())
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"{layout.run_info}: unreadable ({error})") from None
+    if not manifest.chunks:
+        raise CheckpointError(f"{layout.scores}: no parts")
+    return FinishedOutput(layout, manifest, run_info)

@@ -5,15 +5,13 @@ This is the only module that parses job YAML. Every knob of a job lives here, wi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from batchrank.errors import SpecError
 
@@ -87,17 +85,20 @@ class RunSpec(_Strict):
     worker_resources: WorkerResources | None = Field(
         default=None, description="per actor; default: tensor_parallel_size GPUs, or 1 CPU without GPUs"
     )
-    engine_batch_pairs: int | None = Field(
-        default=None, gt=0, description="send several prepared chunks in one engine call, up to this many pairs, "
-        "so the engine drains less often at chunk boundaries (None: one chunk per call); Ray actors then hold "
-        "enough chunks to fill a call"
-    )
     engines_per_gpu: int | Literal["auto"] = Field(
         default="auto", description="vLLM engines sharing each GPU, one Ray actor each: a small model leaves the "
         "GPU waiting on one engine's CPU work. auto: 2 for weights up to 4 GiB, else 1; always 1 without GPUs"
     )
     chunks_in_flight_per_worker: int = Field(default=2, gt=0)
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_settings(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "engine_batch_pairs" in values:
+            raise ValueError("engine_batch_pairs was removed: the engine is now fed across chunk boundaries "
+                             "without it (docs/perf-notes.md); delete the key")
+        return values
 
     @field_validator("num_workers", "engines_per_gpu")
     @classmethod
@@ -110,6 +111,8 @@ class RunSpec(_Strict):
 class OutputSpec(_Strict):
     path: str
     keep_columns: list[str] = Field(default_factory=list)
+    keep_staged_input: bool = Field(
+        default=False, description="keep OUTPUT/staging/ (a copy of the input grouped by query) after the job ends")
 
     @field_validator("keep_columns")
     @classmethod
@@ -133,14 +136,6 @@ class JobSpec(_Strict):
     run: RunSpec = Field(default_factory=RunSpec)
     output: OutputSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
-
-    def results_fingerprint(self) -> str:
-        """A hash of every setting that changes which rows are scored or what they score."""
-        how_to_run = {"executor", "max_attempts", "prefetch_chunks", "num_workers", "worker_resources",
-                      "chunks_in_flight_per_worker", "ray_address", "engine_batch_pairs", "engines_per_gpu"}
-        # eval only reads the finished output: adding qrels to a job must not refuse its resume.
-        relevant = self.model_dump(mode="json", exclude={"run": how_to_run, "eval": True})
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 def interpolate_env(value: Any, where: str = "") -> Any:

@@ -34,18 +34,19 @@ WORDS = (
 def _stop_engines_at_the_end():
     """Stop the shared engines while pytest still captures output (vLLM logs as they shut down)."""
     yield
-    from batchrank.scoring.vllm_scorer import shutdown_engines
+    from batchrank.scoring.engine import shutdown_engines
 
     shutdown_engines()
 
 
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`batchrank run` in this process scores with the deterministic FakeScorer (tests/fake_scorer.py)."""
-    import batchrank.scoring.vllm_scorer as vllm_scorer
-    from fake_scorer import FakeScorer
+    """`batchrank run` and `validate` in this process score with the deterministic FakeScorer (tests/fake_scorer.py)
+    through the default scorer factory: no model is read."""
+    import batchrank.scoring as scoring
+    from fake_scorer import FakeScorer, FakeScorerFactory
 
-    monkeypatch.setattr(vllm_scorer, "VllmScorer", FakeScorer)
+    monkeypatch.setattr(scoring, "default_scorer_factory", lambda keep_engine=False: FakeScorerFactory())
     monkeypatch.setattr(FakeScorer, "calls_failed", {})
     for name in ("FAKE_SCORER_SLEEP", "FAKE_FAIL_QUERY", "FAKE_FAIL_TIMES"):
         monkeypatch.delenv(name, raising=False)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from batchrank.scoring.base import PreparedChunk
+from batchrank.scoring.base import ChunkAtATimeScorer, EnginePlacement, ModelFacts, PreparedChunk
 from batchrank.spec import JobSpec
 
 MAX_QUERY_CHARS = 200
@@ -45,13 +45,14 @@ def fake_score(query: str, document: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-class FakeScorer:
-    """Implements batchrank.scoring.base.Scorer (prepare, score) without a model."""
+class FakeScorer(ChunkAtATimeScorer):
+    """Implements batchrank.scoring.base.Scorer without a model: one chunk scored per engine step."""
 
     kind = "qwen3-yes-no"
     calls_failed: dict[str, int] = {}  # per process: how often the FAKE_FAIL_QUERY chunk has raised
 
-    def __init__(self, spec: JobSpec):
+    def __init__(self, spec: JobSpec | None = None):
+        super().__init__()
         self.sleep = float(os.environ.get("FAKE_SCORER_SLEEP", "0"))
         self.fail_query = os.environ.get("FAKE_FAIL_QUERY")
         self.fail_times = int(os.environ.get("FAKE_FAIL_TIMES", "1000000"))
@@ -77,6 +78,27 @@ class FakeScorer:
         return {"kind": "fake", "template": "fake"}
 
 
+class FakeScorerFactory:
+    """Implements batchrank.scoring.base.ScorerFactory: no model directory is read, none is needed."""
+
+    def inspect(self, spec: JobSpec) -> ModelFacts:
+        return ModelFacts("qwen3-yes-no", {"kind": "qwen3-yes-no", "template": "fake"}, spec.model.max_model_len,
+                          "fake-model-files", 0)
+
+    def too_long_queries(self, spec: JobSpec, facts: ModelFacts, queries: list[str]) -> list[int]:
+        return [i for i, query in enumerate(queries) if len(query) > MAX_QUERY_CHARS]
+
+    def create(self, spec: JobSpec, placement: EnginePlacement) -> FakeScorer:
+        return FakeScorer(spec)
+
+
+def use_fake_scorer() -> None:
+    """Make FakeScorerFactory the default scorer factory of this process (what `batchrank run` builds)."""
+    import batchrank.scoring as scoring
+
+    scoring.default_scorer_factory = lambda keep_engine=False: FakeScorerFactory()
+
+
 def _pause(where: str) -> None:
     Path(os.environ["FAKE_PAUSE_MARKER"]).write_text(where)
     while True:
@@ -87,8 +109,8 @@ def install_fault_hooks() -> None:
     """Wrap batchrank's write points as FAKE_PAUSE_AT and FAKE_ENOSPC_AFTER ask (see the module docstring)."""
     import pyarrow.parquet as pq
 
-    import batchrank.execute.chunk_io as chunk_io
-    import batchrank.job as job
+    import batchrank.job.finish as finish
+    import batchrank.pipeline.write as write
 
     pause_at = os.environ.get("FAKE_PAUSE_AT")
     pause_after = int(os.environ.get("FAKE_PAUSE_AFTER_PARTS", "0"))
@@ -118,38 +140,38 @@ def install_fault_hooks() -> None:
     pq.write_table = faulty_write_table
 
     if pause_at == "chunk-rejects":
-        write_rejects = chunk_io.write_table_atomically
+        write_rejects = write.write_rejects
 
-        def pausing_write_rejects(table: Any, destination: Path) -> None:
-            write_rejects(table, destination)
+        def pausing_write_rejects(table: Any, destination: Any) -> int:
+            size = write_rejects(table, destination)
             if state["parts"] >= pause_after:
                 _pause(pause_at)
+            return size
 
-        chunk_io.write_table_atomically = pausing_write_rejects
+        write.write_rejects = pausing_write_rejects
     if pause_at == "finish":
-        summarize = job._summarize_parts
+        totals = finish.totals
 
-        def pausing_summarize(*args: Any) -> Any:
+        def pausing_totals(*args: Any) -> Any:
             _pause(pause_at)
-            return summarize(*args)
+            return totals(*args)
 
-        job._summarize_parts = pausing_summarize
+        finish.totals = pausing_totals
     if pause_at == "success":
-        write_text = job.write_text_atomically
+        write_text = finish.write_text_or_fail
 
-        def pausing_write_text(path: Path, text: str) -> None:
+        def pausing_write_text(path: Any, text: str) -> None:
             if path.name == "_SUCCESS":
                 _pause(pause_at)
             write_text(path, text)
 
-        job.write_text_atomically = pausing_write_text
+        finish.write_text_or_fail = pausing_write_text
 
 
 def main() -> None:
-    import batchrank.scoring.vllm_scorer as vllm_scorer
     from batchrank.cli import main as batchrank
 
-    vllm_scorer.VllmScorer = FakeScorer  # what `batchrank run` builds when no scorer is given
+    use_fake_scorer()
     install_fault_hooks()
     batchrank(sys.argv[1:], prog_name="batchrank")
 

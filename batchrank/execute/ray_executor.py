@@ -1,4 +1,4 @@
-"""The Ray executor: a pool of actors, each hosting one vLLM engine, fed chunks as they free up.
+"""The Ray executor: a pool of actors, each hosting one engine and the same ChunkPipeline as the local executor.
 
 The driver hands out chunk descriptors only; each actor reads its chunk from the shared input, scores it and writes
 the part itself (atomically, to the shared output path), so no text or scores cross the object store. A chunk whose
@@ -9,22 +9,28 @@ actor died goes back to the queue and the actor is replaced; a chunk whose scori
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
-from collections import Counter, deque
-from dataclasses import asdict, dataclass
+from collections.abc import Hashable
 from typing import Any
 
-from batchrank.checkpoint import Manifest, OutputDir
-from batchrank.errors import BatchrankError, RunFailure
-from batchrank.execute.engine_batcher import EngineBatcher
-from batchrank.execute.placement import resolve_engines_per_gpu, resolve_worker_count, worker_options
+from batchrank.errors import RunFailure
+from batchrank.execute.base import Dispatch, ExecutionSummary, Executor, WorkerLost, short_error
+from batchrank.execute.placement import Placement, plan_placement
+from batchrank.io.parts import PartWritten
+from batchrank.pipeline.chunk import ChunkPipeline
+from batchrank.pipeline.context import JobContext
 from batchrank.plan import Chunk
-from batchrank.progress import Progress
-from batchrank.spec import JobSpec
+from batchrank.scoring.base import EnginePlacement, ScorerFactory
 
 log = logging.getLogger("batchrank")
+
+# What workers need from the driver's environment: hub off, vLLM's settings, the import path, and where the object
+# store is (never its secrets, which would sit in the job's runtime_env: each node needs its own credentials).
+FORWARDED_ENVIRONMENT = (
+    "HF_HUB_OFFLINE", "VLLM_LOGGING_LEVEL", "VLLM_USE_FLASHINFER_SAMPLER", "PYTHONPATH", "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_CONFIGURE_LOGGING", "VLLM_LOGGING_CONFIG_PATH",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION",
+)
 
 
 class RayUnavailable(RuntimeError):
@@ -32,45 +38,26 @@ class RayUnavailable(RuntimeError):
 
 
 class ScoringWorker:
-    """One engine. Several calls run at once (a threaded actor): chunks tokenize while another holds the engine,
-    and with run.engine_batch_pairs the chunks waiting for the engine share one engine call."""
+    """One engine and its pipeline. A threaded actor: chunks are read and tokenized while others are in the
+    engine, whose own thread keeps it fed."""
 
-    def __init__(self, spec_json: dict[str, Any], engines_per_gpu: int = 1):
-        from batchrank.execute.chunk_io import ChunkIO
-        from batchrank.io.input import open_input
-        from batchrank.scoring.vllm_scorer import VllmScorer
-        from batchrank.spec import JobSpec
-
-        spec = JobSpec.model_validate(spec_json)
-        self.out = OutputDir(spec.output.path)
-        manifest = self.out.read_manifest()
-        assert manifest is not None, "the driver writes job.json before starting workers"
-        self.scorer = VllmScorer(spec, engines_per_gpu)
-        self.io = ChunkIO(spec, open_input(spec.input, spec.output.keep_columns), manifest, self.out, self.scorer)
-        self.batcher = EngineBatcher(self.scorer, spec.run.engine_batch_pairs)
+    def __init__(self, context: JobContext, factory: ScorerFactory, placement: EnginePlacement, name: str):
+        self.scorer = factory.create(context.spec, placement)
+        self.pipeline = ChunkPipeline(context, self.scorer, name)
 
     def pid(self) -> int:
         return os.getpid()
 
+    def describe(self) -> dict[str, Any]:
+        return {**self.scorer.describe(), "engine_drains": self.pipeline.engine.drains}
+
+    def process(self, chunk: Chunk, retry: bool) -> PartWritten:
+        return self.pipeline.process(chunk, retry)
+
     def shutdown(self) -> None:
         """Stop the engine before the actor is killed: ray.kill alone would orphan vLLM's engine processes."""
-        from batchrank.scoring.vllm_scorer import shutdown_engines
-
-        shutdown_engines()
-
-    def describe(self) -> dict[str, Any]:
-        return self.scorer.describe()
-
-    def score_chunk(self, chunk: Chunk) -> dict[str, Any]:
-        from batchrank.io.parts import read_part_stats
-
-        path = self.out.part_path(chunk)
-        if path.exists():  # written by an attempt whose reply was lost with its actor: done is done
-            return asdict(read_part_stats(path))
-        started = time.perf_counter()
-        work = self.io.load(chunk)
-        scores = self.batcher.score(work.prepared)
-        return asdict(self.io.finish(work, scores, time.perf_counter() - started))
+        self.pipeline.close()
+        self.scorer.close()
 
 
 def worker_processes() -> list[Any]:
@@ -85,169 +72,105 @@ def worker_processes() -> list[Any]:
     return found
 
 
-@dataclass
-class _Slot:
-    """A live actor and the chunks it holds."""
+class _ActorDispatch(Dispatch):
+    def __init__(self, executor: RayExecutor, new_actor: Any):
+        super().__init__(executor.context, executor.on_part)
+        self.new_actor = new_actor
+        self.names: dict[Any, str] = {}
 
-    actor: Any
-    name: str
-    in_flight: int = 0
-    pairs: int = 0
+    def start(self, worker: Any, chunk: Chunk, retry: bool) -> Hashable:
+        return worker.process.remote(chunk, retry)
 
+    def wait(self, handles: list[Hashable]) -> list[Hashable]:
+        import ray
 
-def run_ray_job(spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list[Chunk], progress: Progress) -> dict[str, Any]:
-    import ray
+        ready, _ = ray.wait(handles, num_returns=1)
+        return ready
 
-    address = spec.run.ray_address or os.environ.get("RAY_ADDRESS")
-    started_here = not ray.is_initialized()
-    if started_here:
-        # The driver's own logging stays ours; workers inherit the environment (HF offline, vLLM log level).
+    def result(self, handle: Hashable) -> PartWritten:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
         try:
-            ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": _forwarded_environment()})
-        except Exception as error:  # noqa: BLE001 - nothing has run yet: the caller decides what to do instead
-            raise RayUnavailable(_short(error)) from error
-    try:
-        return _dispatch(ray, spec, manifest, out, pending, progress)
-    finally:
+            return ray.get(handle)
+        except RayActorError as error:
+            raise WorkerLost(short_error(error)) from error
+        except RayTaskError as error:
+            raise (error.cause if error.cause is not None else error) from None
+
+    def replace(self, worker: Any) -> Any:
+        return self.new_actor()
+
+
+class RayExecutor(Executor):
+    name = "ray"
+
+    def run(self, pending: list[Chunk]) -> ExecutionSummary:
+        import ray
+
+        spec = self.context.spec
+        address = spec.run.ray_address or os.environ.get("RAY_ADDRESS")
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
-
-
-def chunks_in_flight(spec: JobSpec) -> int:
-    """Chunks each actor holds: enough for one engine call of engine_batch_pairs and the next being prepared."""
-    if not spec.run.engine_batch_pairs:
-        return spec.run.chunks_in_flight_per_worker
-    group = math.ceil(spec.run.engine_batch_pairs / spec.run.chunk_size)
-    return max(spec.run.chunks_in_flight_per_worker, 2 * group)
-
-
-def _forwarded_environment() -> dict[str, str]:
-    names = ("HF_HUB_OFFLINE", "VLLM_LOGGING_LEVEL", "VLLM_USE_FLASHINFER_SAMPLER", "PYTHONPATH", "VLLM_CPU_KVCACHE_SPACE")
-    # Where the object store is, so workers read and write the driver's s3:// paths; never the secrets, which
-    # would sit in the job's runtime_env (each node needs its own credentials: README, object-store paths).
-    names += ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
-    environment = {name: os.environ[name] for name in names if name in os.environ}
-    environment.setdefault("HF_HUB_OFFLINE", "1")
-    return environment
-
-
-def _dispatch(ray: Any, spec: JobSpec, manifest: Manifest, out: OutputDir, pending: list[Chunk], progress: Progress) -> dict[str, Any]:
-    from ray.exceptions import RayActorError, RayTaskError
-
-    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
-    engines_per_gpu = resolve_engines_per_gpu(spec, cluster_gpus)
-    workers = min(resolve_worker_count(spec, cluster_gpus, engines_per_gpu), len(pending))
-    options = worker_options(spec, cluster_gpus, engines_per_gpu)
-    in_flight_per_worker = chunks_in_flight(spec)
-    remote_worker = ray.remote(ScoringWorker).options(max_concurrency=max(2, in_flight_per_worker), max_restarts=0,
-                                                     **options)
-    spec_json = spec.model_dump(mode="json")
-    every_slot: list[_Slot] = []  # replaced actors too, for the per-worker summary
-
-    def new_slot() -> _Slot:
-        slot = _Slot(remote_worker.remote(spec_json, engines_per_gpu), f"worker-{len(every_slot)}")
-        every_slot.append(slot)
-        return slot
-
-    slots = [new_slot() for _ in range(workers)]
-    log.info("ray: %d worker(s) with %s each (%d engine(s) per GPU), %d chunk(s) to score", workers, options,
-             engines_per_gpu, len(pending))
-    queue: deque[Chunk] = deque(pending)
-    attempts: Counter[int] = Counter()
-    retried: Counter[int] = Counter()
-    in_flight: dict[Any, tuple[_Slot, Chunk]] = {}
-    description: dict[str, Any] = {}
-    try:
-        ray.get([slot.actor.pid.remote() for slot in slots])  # engines started: throughput counts from here
-    except (RayActorError, RayTaskError) as error:
-        raise RunFailure(f"the Ray workers could not start their engines: {_short(error)}") from None
-    progress.restart_clock()
-
-    def submit(slot: _Slot) -> None:
-        while queue and slot.in_flight < in_flight_per_worker:
-            chunk = queue.popleft()
-            in_flight[slot.actor.score_chunk.remote(chunk)] = (slot, chunk)
-            slot.in_flight += 1
-
-    def requeue(chunk: Chunk, error: BaseException) -> None:
-        attempts[chunk.chunk_id] += 1
-        if attempts[chunk.chunk_id] >= spec.run.max_attempts:
-            raise RunFailure(
-                f"chunk {chunk.chunk_id} (rows {chunk.start}..{chunk.start + chunk.num_rows - 1}) failed "
-                f"{attempts[chunk.chunk_id]} time(s); last error: {_short(error)}"
-            )
-        retried[chunk.chunk_id] += 1
-        log.warning("chunk %d failed (%s); queued again", chunk.chunk_id, _short(error))
-        queue.appendleft(chunk)
-
-    try:
-        for slot in slots:
-            submit(slot)
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            reference = ready[0]
-            slot, chunk = in_flight.pop(reference)
-            slot.in_flight -= 1
+            environment = {name: os.environ[name] for name in FORWARDED_ENVIRONMENT if name in os.environ}
+            environment.setdefault("HF_HUB_OFFLINE", "1")
             try:
-                stats = ray.get(reference)
-            except RayActorError as error:
-                # The actor is gone (killed, OOM, GPU fault): every chunk it held goes back, a new actor replaces it.
-                log.warning("%s died: %s", slot.name, _short(error))
-                requeue(chunk, error)
-                for other, (other_slot, other_chunk) in list(in_flight.items()):
-                    if other_slot is slot:
-                        del in_flight[other]
-                        requeue(other_chunk, error)
-                slots[slots.index(slot)] = slot = new_slot()
-            except RayTaskError as error:
-                cause = error.cause if error.cause is not None else error
-                if isinstance(cause, BatchrankError):
-                    raise cause from None  # bad input is the user's to fix; retrying cannot help
-                requeue(chunk, cause)
-            else:
-                slot.pairs += stats["pairs"]
-                progress.chunk_done(stats["pairs"])
-                if not description:
-                    description = ray.get(slot.actor.describe.remote())
-            submit(slot)
-            for other in slots:
-                submit(other)
-    finally:
-        _stop_workers(ray, slots)
-    return _summary(workers, options, engines_per_gpu, every_slot, retried, progress, description)
+                ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": environment})
+            except Exception as error:  # noqa: BLE001 - nothing has run yet: the caller decides what to do instead
+                raise RayUnavailable(short_error(error)) from error
+        try:
+            return self._run(ray, pending)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _run(self, ray: Any, pending: list[Chunk]) -> ExecutionSummary:
+        from ray.exceptions import RayActorError, RayTaskError
+
+        spec = self.context.spec
+        placement: Placement = plan_placement(spec, float(ray.cluster_resources().get("GPU", 0)),
+                                              self.context.model.weight_bytes)
+        workers = min(placement.workers, len(pending))
+        window = spec.run.chunks_in_flight_per_worker
+        remote = ray.remote(ScoringWorker).options(max_concurrency=window + 1, max_restarts=0, **placement.options)
+        context, factory = ray.put(self.context), ray.put(self.factory)
+        engine = EnginePlacement(placement.engines_per_gpu)
+        every_actor: list[Any] = []
+
+        def new_actor() -> Any:
+            actor = remote.remote(context, factory, engine, f"worker-{len(every_actor)}")
+            every_actor.append(actor)
+            return actor
+
+        actors = [new_actor() for _ in range(workers)]
+        log.info("ray: %d worker(s) with %s each (%d engine(s) per GPU), %d chunk(s) to score", workers,
+                 placement.options, placement.engines_per_gpu, len(pending))
+        dispatch = _ActorDispatch(self, new_actor)
+        try:
+            try:
+                ray.get([actor.pid.remote() for actor in actors])  # engines started: throughput counts from here
+            except (RayActorError, RayTaskError) as error:
+                raise RunFailure(f"the Ray workers could not start their engines: {short_error(error)}") from None
+            self.on_scoring_started()
+            actors = dispatch.run(actors, pending)
+            description = ray.get(actors[0].describe.remote())
+        finally:
+            _stop_actors(ray, actors)
+        for name, numbers in dispatch.per_worker().items():
+            log.info("%s: %d pairs, %.1f pairs/s", name, numbers["pairs"], numbers["pairs_per_second"])
+        details = {"worker_resources": placement.options, "engines_per_gpu": placement.engines_per_gpu,
+                   "engine_drains": description.pop("engine_drains", None)}
+        return ExecutionSummary(self.name, workers, dispatch.per_worker(), sorted(dispatch.retried), description,
+                                details)
 
 
-def _stop_workers(ray: Any, slots: list[_Slot]) -> None:
+def _stop_actors(ray: Any, actors: list[Any]) -> None:
     from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-    stopping = [slot.actor.shutdown.remote() for slot in slots]
-    for reference in stopping:
+    for reference in [actor.shutdown.remote() for actor in actors]:
         try:
             ray.get(reference, timeout=120)
         except (GetTimeoutError, RayActorError, RayTaskError) as error:
-            log.warning("a worker did not stop its engine cleanly: %s", _short(error))
-    for slot in slots:
-        ray.kill(slot.actor)
-
-
-def _summary(workers: int, options: dict[str, Any], engines_per_gpu: int, slots: list[_Slot], retried: Counter[int],
-             progress: Progress, description: dict[str, Any]) -> dict[str, Any]:
-    scoring_seconds = max(progress.last_chunk_at - progress.started, 1e-9)
-    per_worker = {s.name: {"pairs": s.pairs, "pairs_per_second": round(s.pairs / scoring_seconds, 2)} for s in slots if s.pairs}
-    for name, numbers in per_worker.items():
-        log.info("%s: %d pairs, %.1f pairs/s", name, numbers["pairs"], numbers["pairs_per_second"])
-    log.info("ray: %.1f pairs/s in total, %d chunk(s) retried", progress.pairs_per_second, len(retried))
-    return {
-        "executor": "ray",
-        "workers": workers,
-        "worker_resources": options,
-        "engines_per_gpu": engines_per_gpu,
-        "per_worker": per_worker,
-        "chunks_retried": sorted(retried),
-        "scorer": description,
-    }
-
-
-def _short(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text.splitlines()[0][:300] if text else type(error).__name__
+            log.warning("a worker did not stop its engine cleanly: %s", short_error(error))
+    for actor in actors:
+        ray.kill(actor)

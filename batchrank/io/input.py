@@ -1,164 +1,201 @@
-"""Find the input Parquet files, check their schema, and scan them lazily with canonical column names.
+"""Find the input Parquet files, check their columns, and scan them with canonical column names and types.
 
-input.path may be a local path or an object-store URI (s3://, gs://): a file, a prefix, or a glob.
+input.path is a file, a directory (every *.parquet under it), or a glob; a local path or an object-store URI. The
+files of one input may have been written by different tools: `string`, `large_string`, `string_view` and
+dictionary-encoded strings are all text, and integer ids of any width are ids; every file is read as one schema.
 """
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
-from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from batchrank import storage
 from batchrank.errors import InputDataError, StorageError
 from batchrank.io import parquet_files
 from batchrank.spec import CANONICAL_COLUMNS, InputSpec
-from batchrank.storage import Location, ObjectPath
+from batchrank.storage import StoragePath
+from batchrank.storage.globbing import has_wildcards
 
-_ID_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_integer)
-_TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+ID_COLUMNS = ("query_id", "doc_id")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: StoragePath
+    num_rows: int
+    size: int
+    footer_sha256: str  # the file's identity in the job's fingerprint (storage-independent, unlike mtime)
 
 
 @dataclass(frozen=True)
 class InputFiles:
-    """The resolved input: Parquet files in a fixed order, with their common schema and row counts."""
+    """The resolved input: Parquet files in a fixed order, and the one schema they are all read as."""
 
-    paths: list[Location]
-    schema: pa.Schema
-    num_rows: list[int]
+    files: list[InputFile]
+    schema: dict[str, pl.DataType]  # source column name -> the type every file is read as
+    spec: InputSpec
+    keep_columns: tuple[str, ...] = ()
 
     @property
-    def total_rows(self) -> int:
-        return sum(self.num_rows)
+    def paths(self) -> list[StoragePath]:
+        return [f.path for f in self.files]
+
+    @property
+    def num_rows(self) -> list[int]:
+        return [f.num_rows for f in self.files]
+
+    def source_columns(self) -> list[str]:
+        """The input file's own names of the columns a job reads: the four canonical ones, then kept columns."""
+        names = [self.spec.column(c) for c in CANONICAL_COLUMNS]
+        names += [n for n in self.keep_columns if n not in CANONICAL_COLUMNS]
+        return list(dict.fromkeys(names))
+
+    def canonical(self) -> list[pl.Expr]:
+        """Source columns -> canonical names (query_id, query, doc_id, document) and types, then kept columns."""
+        columns = [pl.col(self.spec.column(c)).cast(self.schema[self.spec.column(c)]).alias(c) for c in CANONICAL_COLUMNS]
+        # A kept column that is already there under its canonical name (e.g. `query`) is not selected twice.
+        columns += [pl.col(n).cast(self.schema[n]) for n in self.keep_columns if n not in CANONICAL_COLUMNS]
+        return columns
+
+    def scan(self) -> pl.LazyFrame:
+        """The input with canonical names and types, lazily, every file cast to the one schema."""
+        sources = [path.polars_source() for path in self.paths]
+        options = next((options for _, options in sources if options is not None), None)
+        frame = pl.scan_parquet(
+            [source for source, _ in sources], storage_options=options, schema=self.schema, extra_columns="ignore",
+            cast_options=pl.ScanCastOptions(integer_cast="upcast", categorical_to_string="allow"),
+        )
+        return frame.select(self.canonical())
+
+    def locate(self, row: int) -> tuple[StoragePath, int]:
+        """The file and the row number inside it (0-based) of a global row number."""
+        offset = 0
+        for file in self.files:
+            if row < offset + file.num_rows:
+                return file.path, row - offset
+            offset += file.num_rows
+        raise IndexError(row)
+
+    def locate_many(self, rows: pl.Series) -> pl.DataFrame:
+        """Global row numbers -> (file, row inside the file), vectorised."""
+        ends = np.cumsum(self.num_rows)
+        positions = rows.cast(pl.Int64).to_numpy()
+        which = np.searchsorted(ends, positions, side="right")
+        starts = np.concatenate([[0], ends[:-1]])
+        names = np.array([str(p) for p in self.paths], dtype=object)
+        return pl.DataFrame({"file": pl.Series(names[which] if len(positions) else [], dtype=pl.String),
+                             "row": pl.Series(positions - starts[which], dtype=pl.Int64)})
+
+    def read_rows(self, reader: parquet_files.RowRangeReader, start: int, count: int) -> pl.DataFrame:
+        """Rows [start, start + count) of the input, canonical names and types."""
+        frame = pl.from_arrow(reader.read(start, count, self.source_columns()))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.select(self.canonical())
 
 
-def resolve_input_paths(path: str) -> list[Location]:
+def resolve_input_paths(path: str) -> list[StoragePath]:
     """A file, every *.parquet under a directory, or a glob; sorted so the row order is stable."""
-    if storage.is_remote(path):
-        return _resolve_objects(path)
-    if any(ch in path for ch in "*?["):
-        matches = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
-        if not matches:
-            raise InputDataError(f"input.path {path!r}: the glob matches no file")
-        return matches
-    candidate = Path(path)
-    if candidate.is_dir():
-        matches = sorted(p for p in candidate.rglob("*.parquet") if p.is_file())
-        if not matches:
-            raise InputDataError(f"input.path {path}: the directory holds no .parquet file")
-        return matches
-    if not candidate.exists():
-        raise InputDataError(f"input.path {path}: no such file or directory")
-    return [candidate]
-
-
-def _resolve_objects(path: str) -> list[Location]:
-    """An object, every *.parquet under a prefix, or a glob (storage.glob's rules), from one listing."""
     try:
-        location = ObjectPath(path)
-        if storage.has_wildcards(location.key):
-            matches: list[Location] = list(storage.glob(path))
-            what = "the glob matches no object"
-        elif location.is_file():
-            return [location]
-        else:
-            matches = list(storage.list_files(location, ".parquet"))
-            what = "no such object, and no .parquet object under that prefix"
-        if not matches and not storage.bucket_exists(location):
-            what = f"the bucket {location.bucket!r} does not exist"
+        return _resolve(path)
     except StorageError as error:
         raise InputDataError(f"input.path {error}") from None
     except (OSError, ValueError) as error:
         raise InputDataError(f"input.path {storage.describe_error(path, error)}") from None
+
+
+def _resolve(path: str) -> list[StoragePath]:
+    location, remote = StoragePath.of(path), StoragePath.is_uri(path)
+    if has_wildcards(location.key if remote else path):
+        matches, what = storage.glob(path), f"the glob matches no {'object' if remote else 'file'}"
+    elif location.is_file():
+        return [location]
+    elif remote or location.is_dir():
+        matches = [p for p, _ in location.list_files(".parquet")]
+        what = ("no such object, and no .parquet object under that prefix" if remote
+                else "the directory holds no .parquet file")
+    else:
+        raise InputDataError(f"input.path {path}: no such file or directory")
     if not matches:
+        location.check_bucket()
         raise InputDataError(f"input.path {path}: {what}")
     return matches
 
 
-def _read_schema(path: Location) -> tuple[pa.Schema, int]:
-    if isinstance(path, ObjectPath):
-        try:
-            metadata = parquet_files.read_metadata(path)
-            return metadata.schema.to_arrow_schema(), metadata.num_rows
-        except pa.ArrowInvalid as error:
-            raise InputDataError(f"{path}: not a readable Parquet file ({error})") from None
-        except OSError as error:
-            raise InputDataError(storage.describe_error(path, error)) from None
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+def _read_file(path: StoragePath) -> tuple[pa.Schema, InputFile]:
     try:
-        metadata = pq.read_metadata(path)
-        return metadata.schema.to_arrow_schema(), metadata.num_rows
+        metadata, digest, size = parquet_files.read_footer(path)
+        return metadata.schema.to_arrow_schema(), InputFile(path, metadata.num_rows, size, digest)
     except PermissionError:
         raise InputDataError(f"{path}: permission denied") from None
-    except (pa.ArrowInvalid, OSError) as error:
+    except pa.ArrowInvalid as error:
+        raise InputDataError(f"{path}: not a readable Parquet file ({error})") from None
+    except OSError as error:
+        if StoragePath.is_uri(str(path)):
+            raise InputDataError(storage.describe_error(str(path), error)) from None
         raise InputDataError(f"{path}: not a readable Parquet file ({error})") from None
 
 
-def _check_column(path: Location, schema: pa.Schema, name: str, canonical: str) -> None:
+def _column_type(path: StoragePath, schema: pa.Schema, name: str, canonical: str) -> pl.DataType:
+    """The polars type a canonical column is read as, or an InputDataError naming the file and column."""
     if name not in schema.names:
         mapped = f" (mapped from {canonical} in input.columns)" if name != canonical else ""
-        raise InputDataError(
-            f"{path}: missing column {name!r}{mapped}; the file has {schema.names}; "
-            f"map yours with input.columns.{canonical}"
-        )
+        raise InputDataError(f"{path}: missing column {name!r}{mapped}; the file has {schema.names}; "
+                             f"map yours with input.columns.{canonical}")
     kind = schema.field(name).type
-    allowed = _ID_TYPES if canonical in ("query_id", "doc_id") else _TEXT_TYPES
-    if not any(check(kind) for check in allowed):
-        expected = "string or integer" if canonical in ("query_id", "doc_id") else "string"
-        raise InputDataError(f"{path}: column {name!r} ({canonical}) has type {kind}; expected {expected}")
+    if _is_text(kind):
+        return pl.String()
+    if canonical in ID_COLUMNS and pa.types.is_integer(kind):
+        return pl.Int64()
+    expected = "string or integer" if canonical in ID_COLUMNS else "string"
+    raise InputDataError(f"{path}: column {name!r} ({canonical}) has type {kind}; expected {expected}")
+
+
+def _kept_type(path: StoragePath, schema: pa.Schema, name: str) -> pl.DataType:
+    if name not in schema.names:
+        raise InputDataError(f"{path}: output.keep_columns names {name!r}, which the file lacks")
+    kind = schema.field(name).type
+    if _is_text(kind):
+        return pl.String()
+    if pa.types.is_integer(kind):
+        return pl.Int64()
+    empty = pl.from_arrow(pa.schema([schema.field(name)]).empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return empty.schema[name]
 
 
 def open_input(spec: InputSpec, keep_columns: list[str] | tuple[str, ...] = ()) -> InputFiles:
-    """Resolve and check every input file's schema before anything else reads a row."""
-    paths = resolve_input_paths(spec.path)
-    needed = {canonical: spec.column(canonical) for canonical in CANONICAL_COLUMNS}
-    first_schema: pa.Schema | None = None
-    num_rows = []
-    for path in paths:
-        schema, rows = _read_schema(path)
-        for canonical, name in needed.items():
-            _check_column(path, schema, name, canonical)
-        for extra in keep_columns:
-            if extra in CANONICAL_COLUMNS and spec.column(extra) != extra:
+    """Resolve the input and check every file's columns (one footer read each) before anything reads a row."""
+    for extra in keep_columns:
+        if extra in CANONICAL_COLUMNS and spec.column(extra) != extra:
+            raise InputDataError(f"output.keep_columns names {extra!r}, a canonical column mapped from another "
+                                 "column; keep the source column instead")
+    files, schema, first = [], {}, None
+    for path in resolve_input_paths(spec.path):
+        arrow_schema, file = _read_file(path)
+        types = {spec.column(c): _column_type(path, arrow_schema, spec.column(c), c) for c in CANONICAL_COLUMNS}
+        types |= {n: _kept_type(path, arrow_schema, n) for n in keep_columns if n not in CANONICAL_COLUMNS}
+        if first is None:
+            schema, first = types, path
+        for name, kind in types.items():
+            if kind != schema[name]:
                 raise InputDataError(
-                    f"output.keep_columns names {extra!r}, a canonical column mapped from another column; "
-                    "keep the source column instead"
+                    f"{path}: column {name!r} is read as {kind} but as {schema[name]} in {first}; every input file "
+                    "needs the same kind of column (text, integer, ...)"
                 )
-            if extra not in schema.names and extra not in CANONICAL_COLUMNS:
-                raise InputDataError(f"{path}: output.keep_columns names {extra!r}, which the file lacks")
-        columns = list(dict.fromkeys([*needed.values(), *keep_columns]))
-        selected = pa.schema([schema.field(name) for name in columns])
-        if first_schema is None:
-            first_schema = selected
-        elif not selected.equals(first_schema):
-            raise InputDataError(
-                f"{path}: its columns {selected} differ from those of {paths[0]} ({first_schema}); "
-                "every input file needs the same types"
-            )
-        num_rows.append(rows)
-    assert first_schema is not None
-    if sum(num_rows) == 0:
-        raise InputDataError(f"input.path {spec.path}: the input has zero rows")
-    return InputFiles(paths, first_schema, num_rows)
-
-
-def pair_columns(spec: InputSpec, keep_columns: list[str] | tuple[str, ...] = ()) -> list[pl.Expr]:
-    """The input's columns under canonical names (query_id, query, doc_id, document), then the kept columns."""
-    columns = [pl.col(spec.column(c)).alias(c) for c in CANONICAL_COLUMNS]
-    # A kept column that is already there under its canonical name (e.g. `query`) is not selected twice.
-    columns += [pl.col(name) for name in keep_columns if name not in CANONICAL_COLUMNS]
-    return columns
-
-
-def source_columns(spec: InputSpec, keep_columns: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The input file's own names of the columns pair_columns selects."""
-    names = [spec.column(c) for c in CANONICAL_COLUMNS] + [n for n in keep_columns if n not in CANONICAL_COLUMNS]
-    return list(dict.fromkeys(names))
-
-
-def scan_pairs(spec: InputSpec, files: InputFiles, keep_columns: list[str] | tuple[str, ...] = ()) -> pl.LazyFrame:
-    """A lazy frame of the input with canonical names (query_id, query, doc_id, document) plus kept columns."""
-    return parquet_files.scan(files.paths).select(pair_columns(spec, keep_columns))
+        files.append(file)
+    if sum(f.num_rows for f in files) == 0:
+        raise InputDataError(
+            f"input.path {spec.path}: the input has zero rows, so there is nothing to score; a scheduled job whose "
+            "input can be empty should skip this step when `batchrank validate` exits 2 with this message"
+        )
+    return InputFiles(files, schema, spec, tuple(keep_columns))

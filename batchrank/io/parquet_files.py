@@ -1,90 +1,78 @@
 """Parquet files wherever they live: footers, whole-file reads, lazy scans and bounded row-range reads.
 
-A local path goes through polars and pyarrow exactly as before (pl.scan_parquet, pq.read_metadata, ...). An object
-(storage.ObjectPath) is read through its bucket's pyarrow filesystem, so the credentials and endpoint are the ones
-storage.py takes from the environment, for reads and writes alike.
+Footers and row groups are read through the file's pyarrow filesystem, lazy scans through polars' own reader with
+the store settings of storage.py, so local paths and object-store URIs take the same code path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from polars.io.plugins import register_io_source
 
-from batchrank.storage import Location, ObjectPath, filesystem
+from batchrank.storage import StoragePath
 
-
-@contextmanager
-def open_parquet(location: Location, metadata: pq.FileMetaData | None = None) -> Iterator[pq.ParquetFile]:
-    """A ParquetFile; an object is read with coalesced range requests (pre_buffer), not one request per page."""
-    if isinstance(location, ObjectPath):
-        with filesystem(location).open_input_file(location.filesystem_path) as handle:
-            yield pq.ParquetFile(handle, metadata=metadata, pre_buffer=True)
-    else:
-        with pq.ParquetFile(location, metadata=metadata) as parquet:
-            yield parquet
+_MAGIC = b"PAR1"
 
 
-def read_metadata(location: Location) -> pq.FileMetaData:
-    if isinstance(location, ObjectPath):
-        return pq.read_metadata(location.filesystem_path, filesystem=filesystem(location))
-    return pq.read_metadata(location)
+def read_metadata(path: StoragePath) -> pq.FileMetaData:
+    with path.open_input_file() as handle:
+        return pq.read_metadata(handle)
 
 
-def read_schema(location: Location) -> pa.Schema:
-    if isinstance(location, ObjectPath):
-        return pq.read_schema(location.filesystem_path, filesystem=filesystem(location))
-    return pq.read_schema(location)
+def read_schema(path: StoragePath) -> pa.Schema:
+    with path.open_input_file() as handle:
+        return pq.read_schema(handle)
 
 
-def read_frame(location: Location) -> pl.DataFrame:
+def read_footer(path: StoragePath) -> tuple[pq.FileMetaData, str, int]:
+    """The footer, a digest of its bytes and the file's size, in two small reads. The footer describes every row
+    group (rows, byte sizes, offsets, column statistics), so a rewritten file gets another digest while a file that
+    was only touched keeps its own."""
+    with path.open_input_file() as handle:
+        size = handle.size()
+        if size < 12:
+            raise pa.ArrowInvalid(f"{size} bytes is too small for a Parquet file")
+        handle.seek(size - 8)
+        tail = handle.read(8)
+        if tail[4:] != _MAGIC:
+            raise pa.ArrowInvalid("not a Parquet file (no PAR1 at its end)")
+        length = int.from_bytes(tail[:4], "little")
+        if length > size - 12:
+            raise pa.ArrowInvalid("the footer length is larger than the file")
+        handle.seek(size - 8 - length)
+        footer = handle.read(length)
+    metadata = pq.read_metadata(pa.BufferReader(_MAGIC + footer + tail))
+    return metadata, hashlib.sha256(footer).hexdigest(), size
+
+
+def read_frame(path: StoragePath) -> pl.DataFrame:
     """A whole (small) file: a part, a rejects piece."""
-    if isinstance(location, ObjectPath):
-        return pl.from_arrow(pq.read_table(location.filesystem_path, filesystem=filesystem(location)))  # type: ignore[return-value]
-    return pl.read_parquet(location)
+    with path.open_input_file() as handle:
+        frame = pl.from_arrow(pq.read_table(handle))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
-def scan(locations: list[Location]) -> pl.LazyFrame:
-    """A lazy frame over the files, in order. Objects are read one row group at a time as polars pulls them (the
-    streaming engine keeps memory bounded), with only the columns the query needs."""
-    if not any(isinstance(location, ObjectPath) for location in locations):
-        return pl.scan_parquet([str(p) for p in locations])
-    schema = pl.from_arrow(read_schema(locations[0]).empty_table()).schema  # type: ignore[union-attr]
-
-    def row_groups(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
-                   batch_size: int | None) -> Iterator[pl.DataFrame]:
-        remaining = n_rows
-        for location in locations:
-            with open_parquet(location) as parquet:
-                for group in range(parquet.num_row_groups):
-                    if remaining is not None and remaining <= 0:
-                        return
-                    frame = pl.from_arrow(parquet.read_row_group(group, columns=with_columns))
-                    assert isinstance(frame, pl.DataFrame)  # a zero-column table keeps its height (a row count)
-                    if predicate is not None:
-                        frame = frame.filter(predicate)
-                    if remaining is not None:
-                        frame = frame.head(remaining)
-                        remaining -= frame.height
-                    yield frame
-
-    return register_io_source(row_groups, schema=schema, explain_name="parquet objects")
+def scan(paths: list[StoragePath]) -> pl.LazyFrame:
+    """A lazy frame over the files, in order, read by polars' streaming engine as a query pulls them."""
+    sources = [path.polars_source() for path in paths]
+    options = next((options for _, options in sources if options is not None), None)
+    return pl.scan_parquet([source for source, _ in sources], storage_options=options)
 
 
 class RowRangeReader:
     """Rows [start, start + count) of a sequence of Parquet files, read as one table, touching only the row groups
     that hold them: a chunk of a terabyte input costs a row group or two, not a scan of the files before it.
 
-    Footers are read once per file and kept. Thread-safe (a Ray actor reads two chunks at once).
+    Footers are read once per file and kept. Thread-safe (a worker reads two chunks at once).
     """
 
-    def __init__(self, locations: list[Location], num_rows: list[int] | None = None):
-        self.locations = locations
+    def __init__(self, paths: list[StoragePath], num_rows: list[int] | None = None):
+        self.paths = paths
         self._num_rows = num_rows
         self._footers: dict[int, pq.FileMetaData] = {}
         self._lock = threading.Lock()
@@ -92,7 +80,7 @@ class RowRangeReader:
     def _footer(self, index: int) -> pq.FileMetaData:
         with self._lock:
             if index not in self._footers:
-                self._footers[index] = read_metadata(self.locations[index])
+                self._footers[index] = read_metadata(self.paths[index])
             return self._footers[index]
 
     def _rows_in(self, index: int) -> int:
@@ -100,7 +88,7 @@ class RowRangeReader:
 
     def read(self, start: int, count: int, columns: list[str] | None = None) -> pa.Table:
         tables, offset, end = [], 0, start + count
-        for index, location in enumerate(self.locations):
+        for index, path in enumerate(self.paths):
             rows = self._rows_in(index)
             if start < offset + rows and end > offset:
                 first, last = max(start - offset, 0), min(end - offset, rows)  # rows of this file, [first, last)
@@ -112,7 +100,9 @@ class RowRangeReader:
                         groups.append(group)
                         skipped = group_start if skipped is None else skipped
                     group_start += size
-                with open_parquet(location, footer) as parquet:
+                with path.open_input_file() as handle:
+                    # pre_buffer: coalesced range requests in a store, not one request per page
+                    parquet = pq.ParquetFile(handle, metadata=footer, pre_buffer=True)
                     table = parquet.read_row_groups(groups, columns=columns)
                 tables.append(table.slice(first - (skipped or 0), last - first))
             offset += rows

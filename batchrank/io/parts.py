@@ -1,5 +1,4 @@
-"""Scored parts: one Parquet file per chunk, written under a temporary name and renamed into place (in an object
-store: uploaded in one piece, which appears whole or not at all)."""
+"""Scored parts: one Parquet file per chunk, written atomically, with how its chunk was scored in the footer."""
 
 from __future__ import annotations
 
@@ -10,9 +9,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchrank import storage
 from batchrank.io import parquet_files
-from batchrank.storage import Location, ObjectPath
+from batchrank.storage import StoragePath
 
 PART_STATS_KEY = b"batchrank.chunk"
 
@@ -25,9 +23,19 @@ class ChunkStats:
     pairs: int
     prompt_tokens: int
     truncated_pairs: int
-    seconds: float
-    finished_at: float
+    seconds: float  # the chunk's share of its engine's busy time (see pipeline.score's EngineLoop)
+    finished_at: float  # time.time() when its scores were in
     rejected_pairs: int = 0  # rows of the chunk skipped while scoring (input.on_bad_rows: skip), in rejects/
+    worker: str = ""  # the engine that scored it (worker-0, ...): per-engine rates, and a sum per engine
+
+
+@dataclass(frozen=True)
+class PartWritten:
+    """A finished chunk as the driver records it (the ledger): its stats and the sizes of the files written."""
+
+    stats: ChunkStats
+    part_bytes: int
+    rejects_bytes: int = 0
 
 
 def rank_within_queries(scored: pl.DataFrame) -> pl.DataFrame:
@@ -37,29 +45,24 @@ def rank_within_queries(scored: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_part_atomically(frame: pl.DataFrame, destination: Location, stats: ChunkStats) -> None:
-    """Write, fsync and rename: a reader sees the whole part or none of it."""
+def write_table(table: pa.Table | pl.DataFrame, destination: StoragePath) -> int:
+    """Write a Parquet file atomically (zstd); returns its size in bytes. On any error the destination is left as it
+    was and no temporary remains."""
+    if isinstance(table, pl.DataFrame):
+        table = table.to_arrow()
+    with destination.atomic_writer() as handle:  # streamed to the file: no copy of the part in memory
+        pq.write_table(table, handle, compression="zstd")
+        return handle.tell()
+
+
+def write_part(frame: pl.DataFrame, destination: StoragePath, stats: ChunkStats) -> int:
+    """A chunk's scores with its stats in the footer; returns the part's size in bytes."""
     table = frame.to_arrow()
     metadata = dict(table.schema.metadata or {})
     metadata[PART_STATS_KEY] = json.dumps(asdict(stats)).encode()
-    write_table_atomically(table.replace_schema_metadata(metadata), destination)
+    return write_table(table.replace_schema_metadata(metadata), destination)
 
 
-def write_table_atomically(table: pa.Table | pl.DataFrame, destination: Location) -> None:
-    """Write a temporary file, fsync, rename into place; on any error the temporary is removed, the destination
-    untouched (a full disk leaves no half-written file behind). An object is written to memory first, then
-    uploaded in one piece."""
-    if isinstance(table, pl.DataFrame):
-        table = table.to_arrow()
-    if isinstance(destination, ObjectPath):
-        buffer = pa.BufferOutputStream()
-        pq.write_table(table, buffer, compression="zstd")
-        storage.write_bytes_atomically(destination, buffer.getvalue())
-        return
-    with storage.atomic_local_file(destination) as handle:  # streamed to the file: no copy of the part in memory
-        pq.write_table(table, handle, compression="zstd")
-
-
-def read_part_stats(path: Location) -> ChunkStats:
+def read_part_stats(path: StoragePath) -> ChunkStats:
     metadata = parquet_files.read_schema(path).metadata or {}
     return ChunkStats(**json.loads(metadata[PART_STATS_KEY]))

@@ -1,17 +1,22 @@
-"""The scorer interface, and the model kinds it serves."""
+"""The scorer interface: what the pipeline's prepare and score stages call, whatever the model and engine.
+
+A scorer prepares a chunk's pairs off the engine's thread (render, truncate, tokenize), then takes prepared chunks
+into its engine one after another and hands each back when all of its pairs are scored: `submit` adds a chunk's
+requests while earlier chunks are still running, `step` advances the engine once, so the engine's queue need never
+run empty at a chunk boundary. A scorer factory checks a job's model before any engine starts and builds scorers.
+"""
 
 from __future__ import annotations
 
-import json
+from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
 
-from batchrank.errors import SpecError
-from batchrank.spec import ModelKind, ModelSpec
+from batchrank.spec import JobSpec, ModelKind
 
 
 @dataclass
@@ -21,51 +26,98 @@ class PreparedChunk:
     num_pairs: int
     prompt_tokens: int
     truncated_pairs: int
-    payload: Any  # what the scorer's engine call needs; only the scorer that made it reads it
+    payload: Any  # what the scorer's engine needs; only the scorer that made it reads it
     too_long_rows: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EnginePlacement:
+    """Where an engine runs: how many engines share its GPU (each then takes a fixed share of its memory)."""
+
+    engines_per_gpu: int = 1
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a job's model is, found without starting an engine (`batchrank validate` prints it)."""
+
+    kind: ModelKind
+    input_format: dict[str, Any]  # exactly what the model is fed (template, pair encoding, prefixes)
+    max_model_len: int | None  # the length prompts are cut to (None: the engine's default)
+    fingerprint: str  # of every model file the engine and tokenizer read
+    weight_bytes: int = 0
 
 
 class Scorer(Protocol):
     kind: ModelKind
 
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
-        """Render and tokenize the pairs (columns query_id, query, doc_id, document)."""
+        """Render and tokenize the pairs (columns query_id, query, doc_id, document); thread-safe."""
 
-    def score(self, prepared: PreparedChunk) -> np.ndarray:
-        """One float score per pair, in the order of the frame given to `prepare`."""
+    def submit(self, key: int, prepared: PreparedChunk) -> None:
+        """Add a prepared chunk's requests to the engine (`key` names the chunk in what `step` returns)."""
 
+    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+        """Advance the engine once; the chunks whose every pair is now scored, with one float score per pair in
+        the order of the frame given to `prepare` (or the error that failed that chunk alone). An exception raised
+        from here means the engine itself failed: every submitted chunk is lost."""
 
-def detect_model_kind(model: ModelSpec) -> ModelKind:
-    """model.kind when set; else from config.json: a causal LM is a yes/no reranker, a classifier a cross-encoder."""
-    if model.kind:
-        return model.kind
-    root = Path(model.path)
-    config_path = root / "config.json"
-    if not config_path.is_file():
-        raise SpecError(f"model.path {model.path}: no config.json there; model.path must be a local model directory")
-    try:
-        config = json.loads(config_path.read_text())
-    except ValueError as error:
-        raise SpecError(f"{config_path}: not valid JSON ({error})") from None
-    architectures = config.get("architectures") or []
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
-        return "cross-encoder"
-    if any(a.endswith("ForCausalLM") for a in architectures):
-        if config.get("model_type") != "qwen3":
-            raise SpecError(
-                f"model.path {model.path}: a {config.get('model_type')} causal LM; set model.kind explicitly "
-                "(qwen3-yes-no scores P(yes) with the Qwen3-Reranker format)"
-            )
-        return "qwen3-yes-no"
-    if (root / "modules.json").is_file() or any(a.endswith("Model") for a in architectures):
-        return "embedding"
-    raise SpecError(
-        f"model.path {model.path}: cannot tell the model kind from architectures {architectures}; set model.kind"
-    )
+    def has_unfinished(self) -> bool:
+        """Whether any submitted chunk is still in the engine."""
+
+    def describe(self) -> dict[str, Any]:
+        """How it scores, for run.json (kind, template, engine arguments, ...)."""
+
+    def close(self) -> None:
+        """Release the engine (and its GPU memory) unless the process keeps it for another job."""
 
 
-def default_template(kind: ModelKind) -> str | None:
-    return {"qwen3-yes-no": "qwen3", "cross-encoder": "sep", "embedding": None}[kind]
+class ScorerFactory(Protocol):
+    def inspect(self, spec: JobSpec) -> ModelFacts:
+        """Check the model settings without starting an engine (a SpecError names the field) and describe them."""
+
+    def too_long_queries(self, spec: JobSpec, facts: ModelFacts, queries: list[str]) -> list[int]:
+        """Positions of the queries whose prompt leaves no room for any document token within max_model_len."""
+
+    def create(self, spec: JobSpec, placement: EnginePlacement) -> Scorer:
+        """Start a scorer (and its engine) for the job."""
+
+
+class ChunkAtATimeScorer(ABC):
+    """A Scorer whose engine scores one whole chunk per call (`score`), e.g. a reference or a test stand-in: each
+    `step` scores the oldest submitted chunk."""
+
+    kind: ModelKind
+
+    def __init__(self) -> None:
+        self._submitted: deque[tuple[int, PreparedChunk]] = deque()
+
+    @abstractmethod
+    def prepare(self, pairs: pl.DataFrame) -> PreparedChunk: ...
+
+    @abstractmethod
+    def score(self, prepared: PreparedChunk) -> np.ndarray: ...
+
+    def submit(self, key: int, prepared: PreparedChunk) -> None:
+        self._submitted.append((key, prepared))
+
+    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+        if not self._submitted:
+            return []
+        key, prepared = self._submitted.popleft()
+        try:
+            return [(key, self.score(prepared))]
+        except Exception as error:  # noqa: BLE001 - this chunk's own failure, reported with the chunk
+            return [(key, error)]
+
+    def has_unfinished(self) -> bool:
+        return bool(self._submitted)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def close(self) -> None:
+        self._submitted.clear()
 
 
 def order_for_engine(query_positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ an older one (a run that was killed, or lost its machine) is taken over with a w
 Best effort only: an object store offers no atomic create-if-absent through pyarrow, so two runs that start within
 the same moment can both take the lease (the loser usually notices when it reads the lease back, but not always),
 and the holder's heartbeat is compared with this machine's clock, so clocks must roughly agree. A local or shared
-POSIX file system (NFS, a mounted bucket) keeps checkpoint.py's fcntl lock, which has neither gap.
+POSIX file system (NFS, a mounted bucket) keeps lock.py's fcntl lock, which has neither gap.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from batchrank import storage
-from batchrank.storage import ObjectPath
+from batchrank.storage import StoragePath
 
 log = logging.getLogger("batchrank")
 
@@ -34,7 +33,7 @@ STALE_SECONDS = 120.0  # four missed heartbeats: the holder is gone
 class Lease:
     """Hold `location` for this process; `in_use(holder, age)` builds the error that refuses a second run."""
 
-    def __init__(self, location: ObjectPath, in_use: Callable[[dict[str, Any], float], Exception]):
+    def __init__(self, location: StoragePath, in_use: Callable[[dict[str, Any], float], Exception]):
         self.location, self.in_use = location, in_use
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
@@ -51,10 +50,15 @@ class Lease:
             return None
         return holder if isinstance(holder, dict) else None
 
+    @staticmethod
+    def age(holder: dict[str, Any]) -> float:
+        """Seconds since the holder's last heartbeat (by this machine's clock)."""
+        return time.time() - _number(holder.get("heartbeat"))
+
     def acquire(self) -> None:
         holder = self.read()
         if holder is not None:
-            age = time.time() - _number(holder.get("heartbeat"))
+            age = self.age(holder)
             if age < STALE_SECONDS:
                 raise self.in_use(holder, age)
             log.warning(
@@ -72,7 +76,7 @@ class Lease:
     def _write(self) -> None:
         me = {"host": socket.gethostname(), "pid": os.getpid(), "started": self._started, "heartbeat": time.time(),
               "token": self.token}
-        storage.write_bytes_atomically(self.location, json.dumps(me).encode())
+        self.location.write_bytes(json.dumps(me).encode())
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):

@@ -1,0 +1,85 @@
+"""What a job's parts depend on, as named values: a checkpoint is resumed only while every one is unchanged.
+
+Each entry is something that changes which rows a part holds or what their scores are: the input files' content
+(their size and Parquet footer, not their path or modification time, so a copied or touched file is the same
+input), the model's files (by content, not by path), the settings of the model and the prompt, the chunk size
+and the output's columns. Settings that only change how fast a job runs (executor, workers, engine batch sizes,
+memory) are left out, so a resumed job may run on other hardware. A refused resume names each entry that changed,
+with its old and new value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchrank.errors import CheckpointError
+from batchrank.io.input import InputFiles
+from batchrank.scoring.base import ModelFacts
+from batchrank.spec import CANONICAL_COLUMNS, JobSpec
+
+# model.engine keys that change speed or memory, not scores (beyond float rounding, which resumes accept).
+THROUGHPUT_ENGINE_KEYS = frozenset({
+    "max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization", "kv_cache_memory_bytes",
+    "enable_prefix_caching", "enforce_eager", "tensor_parallel_size", "pipeline_parallel_size", "swap_space",
+    "block_size", "disable_log_stats", "enable_chunked_prefill", "compilation_config", "cpu_offload_gb",
+    "max_seq_len_to_capture", "async_scheduling", "scheduling_policy", "seed",
+})
+
+
+def job_fingerprint(spec: JobSpec, files: InputFiles, model: ModelFacts) -> dict[str, Any]:
+    engine = {key: value for key, value in sorted(spec.model.engine.items()) if key not in THROUGHPUT_ENGINE_KEYS}
+    return {
+        "input.files": [[str(f.path), f.size, f.footer_sha256] for f in files.files],
+        "input.columns": {c: spec.input.column(c) for c in CANONICAL_COLUMNS},
+        "model.files": model.fingerprint,
+        "model.kind": model.kind,
+        "model.input_format": model.input_format,
+        "model.dtype": spec.model.dtype,
+        "model.max_model_len": model.max_model_len,
+        "model.batch_invariant": spec.model.batch_invariant,
+        "model.engine": engine,
+        "run.chunk_size": spec.run.chunk_size,
+        "output.keep_columns": list(spec.output.keep_columns),
+    }
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if key == "input.files":  # by content and order; the path may change (a copy of the same files)
+        return [entry[1:] for entry in value or []]
+    return value
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """One phrase per entry that differs, naming it with its old and new value."""
+    changes = []
+    for key in list(new) + [k for k in old if k not in new]:
+        before, after = old.get(key), new.get(key)
+        if _comparable(key, before) == _comparable(key, after):
+            continue
+        if key == "input.files":
+            changes.append("input file(s) changed since the checkpoint: " + _describe_files(before or [], after or []))
+        elif key == "model.files":
+            changes.append("the model's files changed since the checkpoint (weights, tokenizer or config)")
+        else:
+            changes.append(f"{key} changed since the checkpoint: {before!r} -> {after!r}")
+    return changes
+
+
+def _describe_files(before: list[list[Any]], after: list[list[Any]]) -> str:
+    if len(before) != len(after):
+        return f"{len(before)} file(s) then, {len(after)} now ({', '.join(str(a[0]) for a in after[:3])})"
+    for (_, old_size, old_footer), (new_path, new_size, new_footer) in zip(before, after, strict=True):
+        if old_size != new_size:
+            return f"{new_path} ({old_size} -> {new_size} bytes)"
+        if old_footer != new_footer:
+            return f"{new_path} (same size, another Parquet footer: its content was rewritten)"
+    return "their order changed"
+
+
+def check_resumable(root: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    changes = describe_changes(old, new)
+    if changes:
+        raise CheckpointError(
+            f"{root}: {'; '.join(changes)}; refusing to mix results. Rerun with --overwrite to start over, or "
+            "choose another output.path"
+        )

@@ -1,0 +1,6 @@
+"""One job end to end (run.py): checks before anything is written (preflight.py), the plan or its resume
+(planning.py), scoring through an executor, and the end of the job (finish.py)."""
+
+from batchrank.job.run import JobResult, count_gpus, run_job
+
+__all__ = ["JobResult", "count_gpus", "run_job"]

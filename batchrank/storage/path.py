@@ -1,0 +1,370 @@
+"""StoragePath: one path type for a local file and for an object in a store (s3://bucket/key, gs://bucket/key).
+
+Everything batchrank reads or writes goes through it, so no other module asks where bytes live. It has the pathlib
+methods batchrank uses (`/`, name, parent, exists, read_text, unlink, ...) plus the ones a job needs: atomic
+writes, one-request listings, globs, and the pyarrow filesystem and polars options to read Parquet with.
+
+Atomicity: a local file is written to a temporary name beside it, fsynced and renamed into place (and its directory
+fsynced); an object is written in one upload, which the store makes visible whole at the end or not at all, so a
+reader never sees half a file and objects leave no temporaries behind.
+"""
+
+from __future__ import annotations
+
+import glob as local_glob
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from batchrank.errors import StorageError
+from batchrank.storage import filesystems
+from batchrank.storage.globbing import fixed_prefix, has_wildcards, segments_match
+
+TEMPORARY_MARK = ".tmp-"  # `.NAME.tmp-PID`: a file being written; never read as a result
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    exists: bool
+    is_file: bool
+    size: int
+    mtime_ns: int
+
+
+class StoragePath:
+    """A local path or an object-store URI. Build one with StoragePath.of(text)."""
+
+    __slots__ = ("_local", "scheme", "bucket", "key")
+
+    def __init__(self, local: Path | None, scheme: str = "file", bucket: str = "", key: str = ""):
+        self._local, self.scheme, self.bucket, self.key = local, scheme, bucket, key
+
+    @classmethod
+    def of(cls, location: str | os.PathLike[str] | StoragePath) -> StoragePath:
+        if isinstance(location, StoragePath):
+            return location
+        text = os.fspath(location)
+        scheme, separator, rest = text.partition("://")
+        if not separator or scheme.lower() not in filesystems.SCHEMES:
+            return cls(Path(text))
+        bucket, _, key = rest.partition("/")
+        if not bucket:
+            raise ValueError(f"{text!r} is not an object-store URI (s3://bucket/key or gs://bucket/key)")
+        return cls(None, scheme.lower(), bucket, "/".join(p for p in key.split("/") if p and p != "."))
+
+    @staticmethod
+    def is_uri(text: str) -> bool:
+        scheme, separator, _ = text.partition("://")
+        return bool(separator) and scheme.lower() in filesystems.SCHEMES
+
+    # --- names ------------------------------------------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        if self._local is not None:
+            return str(self._local)
+        return f"{self.scheme}://{self.bucket}/{self.key}" if self.key else f"{self.scheme}://{self.bucket}"
+
+    def __repr__(self) -> str:
+        return f"StoragePath({str(self)!r})"
+
+    def _identity(self) -> tuple[str, ...]:
+        if self._local is not None:
+            return ("file", str(self._local))
+        return (filesystems.canonical_scheme(self.scheme), self.bucket, self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoragePath) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def __lt__(self, other: StoragePath) -> bool:
+        return str(self) < str(other)
+
+    def __truediv__(self, name: str) -> StoragePath:
+        if self._local is not None:
+            return StoragePath(self._local / name)
+        if ".." in str(name).split("/"):
+            raise ValueError(f"{name!r}: '..' has no meaning in an object key")
+        return StoragePath.of(f"{self}/{name}")
+
+    @property
+    def name(self) -> str:
+        return self._local.name if self._local is not None else PurePosixPath(self.key).name
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix
+
+    @property
+    def parent(self) -> StoragePath:
+        if self._local is not None:
+            return StoragePath(self._local.parent)
+        parent = str(PurePosixPath(self.key).parent)
+        return StoragePath(None, self.scheme, self.bucket, "" if parent == "." else parent)
+
+    def with_name(self, name: str) -> StoragePath:
+        return self.parent / name
+
+    def absolute(self) -> StoragePath:
+        """A local path made absolute (symlinks resolved); a URI is absolute already."""
+        return StoragePath(self._local.resolve()) if self._local is not None else self
+
+    def is_relative_to(self, other: StoragePath) -> bool:
+        """Whether this is `other` or lies under it (whole segments, not string prefixes)."""
+        if self._local is not None or other._local is not None:
+            if self._local is None or other._local is None:
+                return False
+            return self._local.resolve().is_relative_to(other._local.resolve())
+        if self._identity()[:2] != other._identity()[:2]:
+            return False
+        return not other.key or self.key == other.key or self.key.startswith(other.key + "/")
+
+    # --- the filesystem behind it ---------------------------------------------------------------------------------
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        if self._local is not None:
+            return filesystems.LOCAL
+        return filesystems.object_filesystem(self.scheme, self.bucket)
+
+    @property
+    def filesystem_path(self) -> str:
+        """The path as the pyarrow filesystem names it (absolute local path, or bucket/key)."""
+        if self._local is not None:
+            return str(self._local.absolute())
+        return f"{self.bucket}/{self.key}" if self.key else self.bucket
+
+    @property
+    def supports_posix_locks(self) -> bool:
+        """fcntl locks work here (a local or mounted file system); an object store has none."""
+        return self._local is not None
+
+    def os_path(self) -> str:
+        """The operating system's path (for fcntl); only where supports_posix_locks."""
+        if self._local is None:
+            raise TypeError(f"{self} is an object, not a file of this machine")
+        return str(self._local)
+
+    def polars_source(self) -> tuple[str, dict[str, str] | None]:
+        """What pl.scan_parquet takes for this file: a path, or a URI with the environment's store settings."""
+        if self._local is not None:
+            return str(self._local), None
+        return str(self), filesystems.polars_storage_options(self.scheme)
+
+    # --- queries ----------------------------------------------------------------------------------------------------
+
+    def info(self) -> FileInfo:
+        if self._local is not None:
+            try:
+                stat = self._local.stat()
+            except FileNotFoundError:
+                return FileInfo(False, False, 0, 0)
+            return FileInfo(True, self._local.is_file(), stat.st_size, stat.st_mtime_ns)
+        info = self.filesystem.get_file_info(self.filesystem_path)
+        if info.type == pafs.FileType.NotFound:
+            return FileInfo(False, False, 0, 0)
+        return FileInfo(True, info.type == pafs.FileType.File, info.size or 0, info.mtime_ns or 0)
+
+    def exists(self) -> bool:
+        return self.info().exists
+
+    def is_file(self) -> bool:
+        return self.info().is_file
+
+    def is_dir(self) -> bool:
+        info = self.info()
+        return info.exists and not info.is_file
+
+    def check_bucket(self) -> None:
+        """For a URI whose object was not found: a StorageError when the bucket itself is missing (a typo)."""
+        if self._local is None and not StoragePath(None, self.scheme, self.bucket).exists():
+            raise StorageError(f"{self}: the bucket {self.bucket!r} does not exist")
+
+    # --- reading ----------------------------------------------------------------------------------------------------
+
+    def read_bytes(self) -> bytes:
+        if self._local is not None:
+            return self._local.read_bytes()
+        with self.filesystem.open_input_stream(self.filesystem_path) as stream:
+            return stream.read()
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def open_input_file(self) -> pa.NativeFile:
+        """A random-access file (Parquet footers and row groups)."""
+        return self.filesystem.open_input_file(self.filesystem_path)
+
+    # --- writing ----------------------------------------------------------------------------------------------------
+
+    def mkdir(self) -> None:
+        """Create the directory and its parents; an object store has no directories, so nothing to do there."""
+        if self._local is not None:
+            self._local.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def atomic_writer(self) -> Iterator[BinaryIO]:
+        """A binary handle whose bytes become this file when the block ends; if the block raises, this file is left
+        as it was and nothing half-written remains (a full disk leaves no temporary behind)."""
+        if self._local is None:
+            buffer = BytesIO()
+            yield buffer
+            # pyarrow cannot abort an upload: an interrupt between opening the stream and the one write completes an
+            # empty object, which every reader of batchrank's files takes as damaged (a part is scored again).
+            with self.filesystem.open_output_stream(self.filesystem_path) as stream:
+                stream.write(buffer.getbuffer())
+            return
+        self._local.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._local.with_name(f".{self._local.name}{TEMPORARY_MARK}{os.getpid()}")
+        try:
+            with open(temporary, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self._local)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        _fsync_directory(self._local.parent)
+
+    def write_bytes(self, data: bytes | memoryview) -> None:
+        """Atomic: a reader sees the previous content or the new one, never part of it."""
+        with self.atomic_writer() as handle:
+            handle.write(data)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8"))
+
+    @contextmanager
+    def local_staging_file(self) -> Iterator[Path]:
+        """A local file to write a large output into (e.g. a sorted copy), which becomes this file atomically when
+        the block ends: renamed into place beside it, or uploaded in one streamed upload."""
+        if self._local is not None:
+            self._local.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self._local.with_name(f".{self._local.name}{TEMPORARY_MARK}{os.getpid()}")
+            try:
+                yield temporary
+                with open(temporary, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(temporary, self._local)
+            finally:
+                temporary.unlink(missing_ok=True)
+            _fsync_directory(self._local.parent)
+            return
+        with tempfile.TemporaryDirectory(prefix="batchrank-staging-") as scratch:
+            local = Path(scratch) / self.name
+            yield local
+            # Streamed (multipart) upload: whole at the end. (An interrupt in the middle completes what was sent;
+            # its one user, the staged copy of the input, is written before job.json, so a stopped run stages again.)
+            with open(local, "rb") as reader, self.filesystem.open_output_stream(self.filesystem_path) as writer:
+                shutil.copyfileobj(reader, writer, length=8 << 20)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if self._local is not None:
+            self._local.unlink(missing_ok=missing_ok)
+            return
+        try:
+            self.filesystem.delete_file(self.filesystem_path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+    def delete_tree(self) -> None:
+        """Remove a directory and everything under it (every object under a prefix); a missing one is fine."""
+        if self._local is not None:
+            shutil.rmtree(self._local, ignore_errors=True)
+            return
+        try:
+            self.filesystem.delete_dir(self.filesystem_path)
+        except FileNotFoundError:
+            pass
+
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files of killed runs directly in this directory (objects never have any)."""
+        if self._local is not None and self._local.is_dir():
+            for stale in self._local.glob(f".*{TEMPORARY_MARK}*"):
+                stale.unlink(missing_ok=True)
+
+    # --- listing ----------------------------------------------------------------------------------------------------
+
+    def list_files(self, suffix: str = "", recursive: bool = True) -> list[tuple[StoragePath, int]]:
+        """Every file under this directory whose name ends with `suffix`, with its size, sorted; one listing request
+        for a store. Temporary files of killed runs are left out."""
+        if self._local is not None:
+            if not self._local.is_dir():
+                return []
+            walker = self._local.rglob("*") if recursive else self._local.iterdir()
+            found = [(StoragePath(p), p.stat().st_size) for p in walker
+                     if p.name.endswith(suffix) and TEMPORARY_MARK not in p.name and p.is_file()]
+            return sorted(found, key=lambda item: str(item[0]))
+        selector = pafs.FileSelector(self.filesystem_path, allow_not_found=True, recursive=recursive)
+        found = [(StoragePath.of(f"{self.scheme}://{info.path}"), info.size or 0)
+                 for info in self.filesystem.get_file_info(selector)
+                 if info.type == pafs.FileType.File and info.path.endswith(suffix)]
+        return sorted(found, key=lambda item: str(item[0]))
+
+    def matches(self, pattern: str) -> bool:
+        """Whether `glob(pattern)` would list this file."""
+        wanted = StoragePath.of(pattern)
+        if (self._local is None) != (wanted._local is None):
+            return False
+        if self._local is not None:
+            names = str(self._local.absolute()).split("/")
+            return segments_match(names, str(Path(pattern).absolute()).split("/"))
+        if self._identity()[:2] != wanted._identity()[:2]:
+            return False
+        return segments_match(self.key.split("/"), wanted.key.split("/"))
+
+
+def glob(pattern: str) -> list[StoragePath]:
+    """Files matching a glob, sorted, with the glob module's rules (storage.globbing): one listing under the
+    pattern's fixed prefix for a store."""
+    if not StoragePath.is_uri(pattern):
+        return sorted(StoragePath(Path(p)) for p in local_glob.glob(pattern, recursive=True) if Path(p).is_file())
+    uri = StoragePath.of(pattern)
+    if has_wildcards(uri.bucket):
+        raise StorageError(f"{pattern}: a wildcard in the bucket name is not supported")
+    segments = uri.key.split("/")
+    base = StoragePath(None, uri.scheme, uri.bucket, "/".join(fixed_prefix(segments)))
+    wanted = segments[len(base.key.split("/")) if base.key else 0:]
+    selector = pafs.FileSelector(base.filesystem_path, allow_not_found=True, recursive=len(wanted) > 1 or "**" in wanted)
+    matches = []
+    for info in uri.filesystem.get_file_info(selector):
+        if info.type != pafs.FileType.File:
+            continue
+        relative = info.path[len(base.filesystem_path):].strip("/").split("/")
+        if segments_match(relative, wanted):
+            matches.append(StoragePath.of(f"{uri.scheme}://{info.path}"))
+    return sorted(matches)
+
+
+def glob_base(pattern: str) -> StoragePath:
+    """The directory (or prefix) of a glob before its first segment with a wildcard."""
+    if not StoragePath.is_uri(pattern):
+        return StoragePath(Path("/".join(fixed_prefix(pattern.split("/"))) or "."))
+    uri = StoragePath.of(pattern)
+    return StoragePath(None, uri.scheme, uri.bucket, "/".join(fixed_prefix(uri.key.split("/"))))
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (a power loss after it cannot bring the old file back)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the rename itself has happened
+    finally:
+        os.close(descriptor)
