@@ -98,10 +98,18 @@ def run(context: click.Context, job: str, overrides: tuple[str, ...], overwrite:
         # process that runs several (a test session).
         result = run_job(spec, overwrite=overwrite, keep_engine=True)
     finally:
-        engine_log.close(layout.engine_log if layout.manifest.exists() else None)
+        engine_log.close(layout.engine_log if _has_plan(layout) else None)
     print_run_summary(result)
     if preview:
         print_preview(result.output, preview)
+
+
+def _has_plan(layout: Any) -> bool:
+    """Whether the run got as far as writing its plan (a refused or unreachable output gets no log file)."""
+    try:
+        return bool(layout.manifest.exists())
+    except OSError:
+        return False
 
 
 @main.command()

@@ -9,7 +9,11 @@ from typing import Any
 
 import polars as pl
 
-from batchrank.io.parts import ChunkStats, rank_within_queries, write_part_atomically
+from batchrank.io.parts import ChunkStats, rank_within_queries, write_part
+from batchrank.output.layout import OutputLayout
+from batchrank.output.manifest import Manifest, write_manifest
+from batchrank.plan import Chunk
+from batchrank.storage import StoragePath
 
 
 def make_output(
@@ -17,7 +21,7 @@ def make_output(
     rows: list[dict[str, Any]],
     queries_per_chunk: int = 1,
     input_path: str = "/nonexistent/candidates.parquet",
-    input_fingerprint: list[list[Any]] | None = None,
+    input_files: list[list[Any]] | None = None,
 ) -> Path:
     """An output dir as `batchrank run` leaves it. rows: query_id, doc_id, score, plus kept columns (no rank)."""
     frame = rank_within_queries(pl.DataFrame(rows))
@@ -30,14 +34,12 @@ def make_output(
         part = frame.filter(pl.col("query_id").is_in(queries[first : first + queries_per_chunk]))
         seconds = 2.0 + chunk_id % 3  # varying throughput, so the plot has a shape
         clock += seconds
-        stats = ChunkStats(chunk_id, part.height, 40 * part.height, 0, seconds, clock)
-        write_part_atomically(part, root / "scores" / f"part-{chunk_id:06d}.parquet", stats)
-        chunks.append([start, part.height])
+        stats = ChunkStats(chunk_id, part.height, 40 * part.height, 0, seconds, clock, worker="worker-0")
+        write_part(part, StoragePath.of(root / "scores" / f"part-{chunk_id:06d}.parquet"), stats)
+        chunks.append(Chunk(chunk_id, start, part.height))
         start += part.height
-    fingerprint = {"inputs": input_fingerprint or [], "spec": "x", "model": "y"}
-    manifest = {"version": 1, "fingerprint": fingerprint, "total_rows": frame.height, "staged_input": None,
-                "chunks": chunks}
-    (root / "job.json").write_text(json.dumps(manifest))
+    fingerprint = {"input.files": input_files or [], "model.files": "y"}
+    write_manifest(OutputLayout(root), Manifest(fingerprint, chunks, frame.height, None, queries=len(queries)))
     spec = {
         "input": {"path": input_path, "columns": {}},
         "model": {"path": "/models/tiny", "kind": "cross-encoder", "dtype": "float32"},

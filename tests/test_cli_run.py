@@ -125,13 +125,20 @@ def test_scattered_queries_are_grouped_and_scored_like_grouped_input(finished_jo
     assert_same_scores(read_output(tmp_path / "out"), read_output(out))
 
 
-def test_several_chunks_per_engine_call_give_the_same_output(finished_job, pairs_file, tiny_model, tmp_path) -> None:
+def test_chunks_sharing_the_engine_give_the_output_of_one_chunk_at_a_time(finished_job, pairs_file, tiny_model,
+                                                                           tmp_path) -> None:
+    """The default keeps the next chunk in the engine while the current one finishes; with one chunk in flight the
+    engine drains at every chunk's end, as batchrank did before. Same scores, one part per chunk either way."""
     _, out = finished_job
     job = write_job(tmp_path / "job.yaml", pairs_file, tiny_model, tmp_path / "out", run={"chunk_size": 50})
-    result = run_cli("run", str(job), "--set", "run.engine_batch_pairs=150")
+    result = run_cli("run", str(job), "--set", "run.chunks_in_flight_per_worker=1")
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "out" / "scores").glob("part-*.parquet"))) == 6, "still one part per chunk"
+    assert len(list((tmp_path / "out" / "scores").glob("part-*.parquet"))) == 6, "one part per chunk"
     assert_same_scores(read_output(tmp_path / "out"), read_output(out))
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["execution"]["engine_drains"] == 6
+    assert json.loads((out / "run.json").read_text())["execution"]["engine_drains"] < 6
+    removed = run_cli("run", str(job), "--set", "run.engine_batch_pairs=150", "--overwrite")
+    assert removed.exit_code == 2 and "engine_batch_pairs was removed" in removed.output
 
 
 def test_batch_invariant_mode_is_refused_on_the_cpu_build_before_scoring(pairs_file, tiny_model, tmp_path) -> None:

@@ -12,9 +12,14 @@ import pytest
 
 from batchrank.errors import InputDataError, SpecError
 from batchrank.eval import evaluate
+from batchrank.fingerprint import job_fingerprint
+from batchrank.io.input import open_input
+from batchrank.io.parquet_files import read_footer
 from batchrank.qrels import read_qrels
 from batchrank.spec import parse_spec
-from conftest import run_cli
+from batchrank.storage import StoragePath
+from conftest import make_pairs, run_cli, write_parquet
+from fake_scorer import FakeScorerFactory
 from output_fixtures import make_output, ranked, write_lines
 
 # q1: the relevant c moves from first-stage rank 3 to rank 1; e is relevant but not among the candidates.
@@ -124,13 +129,15 @@ def test_first_stage_score_from_the_unchanged_input(tmp_path: Path, qrels: Path)
                             "first_stage_score": -float(row["first_stage_rank"])} for r, row in zip(rows, ROWS)])
     input_path = tmp_path / "candidates.parquet"
     source.write_parquet(input_path)
-    stat = input_path.stat()
-    fingerprint = [[str(input_path.resolve()), stat.st_size, stat.st_mtime_ns]]
-    out = make_output(tmp_path / "out", rows, input_path=str(input_path), input_fingerprint=fingerprint)
+    _, footer, size = read_footer(StoragePath.of(input_path))
+    out = make_output(tmp_path / "out", rows, input_path=str(input_path), input_files=[[str(input_path), size, footer]])
     result = evaluate(out, read_qrels(qrels))
     assert result.first_stage_source == f"input column first_stage_score of {input_path}"
     assert result.first_stage["MRR@10"] == pytest.approx((1 / 3 + 1) / 2)
-    os.utime(input_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the input changed since the run
+    stat = input_path.stat()
+    os.utime(input_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, not changed: still the input
+    assert evaluate(out, read_qrels(qrels)).first_stage is not None
+    source.with_columns(pl.col("first_stage_score") * 2).write_parquet(input_path)  # rewritten since the run
     changed = evaluate(out, read_qrels(qrels))
     assert changed.first_stage is None and "changed since the run" in changed.first_stage_source
 
@@ -178,10 +185,15 @@ def test_an_unfinished_output_is_refused(output: Path, qrels: Path) -> None:
     assert result.exit_code == 2 and "has not finished" in result.stderr
 
 
-def test_eval_spec_section_does_not_change_the_results_fingerprint() -> None:
-    base = {"input": {"path": "in.parquet"}, "model": {"path": "m"}, "output": {"path": "out"}}
+def test_eval_spec_section_does_not_change_the_results_fingerprint(tmp_path: Path) -> None:
+    source = write_parquet(make_pairs(2, 2), tmp_path / "in.parquet")
+    base = {"input": {"path": str(source), "columns": {"query_id": "qid", "query": "query_text", "doc_id": "pid",
+                                                        "document": "passage"}},
+            "model": {"path": "m"}, "output": {"path": "out"}}
     with_eval = parse_spec({**base, "eval": {"qrels": "qrels.txt"}})
     assert with_eval.eval.qrels == "qrels.txt"
-    assert with_eval.results_fingerprint() == parse_spec(dict(base)).results_fingerprint()
+    files = open_input(with_eval.input)
+    facts = FakeScorerFactory().inspect(with_eval)
+    assert job_fingerprint(with_eval, files, facts) == job_fingerprint(parse_spec(dict(base)), files, facts)
     with pytest.raises(SpecError, match="eval.qrel: unknown key"):
         parse_spec({**base, "eval": {"qrel": "x"}})

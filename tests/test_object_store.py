@@ -29,13 +29,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-import batchrank.lease as lease_module
+import batchrank.output.lease as lease_module
 from batchrank import storage
 from batchrank.errors import CheckpointError, SpecError
-from batchrank.job import check_output_outside_input
-from batchrank.lease import Lease
+from batchrank.job.preflight import check_output_outside_input
+from batchrank.output.lease import Lease
 from batchrank.spec import parse_spec
-from batchrank.storage import ObjectPath
+from batchrank.storage import StoragePath
 from conftest import BATCHRANK, make_pairs, run_cli, write_job, write_parquet
 
 NO_MODEL = "/nonexistent/model"  # FakeScorer needs none
@@ -146,38 +146,44 @@ def lease_json(host: str, pid: int, age: float) -> bytes:
 
 
 def test_an_atomic_write_is_one_whole_object_and_leaves_nothing_else(bucket: str, raw, tmp_path: Path) -> None:
-    target = ObjectPath(f"{bucket}/out/job.json")
-    storage.write_bytes_atomically(target, b"first")
-    storage.write_bytes_atomically(target, b"second version")
+    target = StoragePath.of(f"{bucket}/out/job.json")
+    target.write_bytes(b"first")
+    target.write_bytes(b"second version")
     assert get(raw, str(target)) == b"second version" and target.read_text() == "second version"
     assert listing(raw, f"{bucket}/out") == ["job.json"], "no temporary object, no directory marker"
     assert target.exists() and target.is_file() and target.parent.exists() and not target.parent.is_file()
     big = os.urandom(12 << 20)  # over one upload part: a multipart upload, still one object at the end
-    storage.write_bytes_atomically(ObjectPath(f"{bucket}/out/big.bin"), big)
+    StoragePath.of(f"{bucket}/out/big.bin").write_bytes(big)
     assert get(raw, f"{bucket}/out/big.bin") == big
+    with pytest.raises(RuntimeError), StoragePath.of(f"{bucket}/out/failed.bin").atomic_writer() as handle:
+        handle.write(b"half")
+        raise RuntimeError("the writer failed")
+    assert "failed.bin" not in listing(raw, f"{bucket}/out"), "a failed write leaves no object"
     target.unlink()
     target.unlink(missing_ok=True)
     assert not target.exists()
     with pytest.raises(FileNotFoundError):
         target.unlink()
-    storage.delete_tree(ObjectPath(f"{bucket}/out"))
-    storage.delete_tree(ObjectPath(f"{bucket}/out"))  # a missing prefix is fine
+    StoragePath.of(f"{bucket}/out").delete_tree()
+    StoragePath.of(f"{bucket}/out").delete_tree()  # a missing prefix is fine
     assert listing(raw, bucket) == []
-    local = tmp_path / "job.json"
-    storage.write_bytes_atomically(local, b"local")
+    local = StoragePath.of(tmp_path / "job.json")
+    local.write_bytes(b"local")
     assert local.read_bytes() == b"local" and [p.name for p in tmp_path.iterdir()] == ["job.json"]
 
 
 def test_object_paths_compose_like_pathlib() -> None:
-    root = storage.as_location("s3://bucket/runs/msmarco/")
-    assert isinstance(root, ObjectPath) and str(root) == "s3://bucket/runs/msmarco"
+    root = StoragePath.of("s3://bucket/runs/msmarco/")
+    assert StoragePath.is_uri(str(root)) and str(root) == "s3://bucket/runs/msmarco"
     part = root / "scores" / "part-000001.parquet"
     assert str(part) == "s3://bucket/runs/msmarco/scores/part-000001.parquet"
     assert part.name == "part-000001.parquet" and part.suffix == ".parquet" and part.parent == root / "scores"
     assert str(part.with_name("x")) == "s3://bucket/runs/msmarco/scores/x"
-    assert str(ObjectPath("s3://bucket/a").parent) == "s3://bucket"
-    assert storage.as_location("out/local") == Path("out/local") and not storage.is_remote("out/s3://x")
-    assert part.is_relative_to(root) and not ObjectPath("s3://bucket/runs/msmarco2").is_relative_to(root)
+    assert str(StoragePath.of("s3://bucket/a").parent) == "s3://bucket"
+    assert StoragePath.of("out/local") == StoragePath.of(Path("out/local")) and not StoragePath.is_uri("out/s3://x")
+    assert str(StoragePath.of("out/local")) == "out/local" and StoragePath.of("out/local").supports_posix_locks
+    assert part.is_relative_to(root) and not StoragePath.of("s3://bucket/runs/msmarco2").is_relative_to(root)
+    assert not root.supports_posix_locks and StoragePath.of("gcs://b/x") == StoragePath.of("gs://b/x")
     with pytest.raises(ValueError):
         root / "../escaped"
 
@@ -196,8 +202,13 @@ def test_glob_follows_the_glob_module_rules(bucket: str, raw, tmp_path: Path) ->
                           if Path(p).is_file())
         got = [str(p).removeprefix(bucket + "/") for p in storage.glob(f"{bucket}/{pattern}")]
         assert got == expected, pattern
-    assert storage.list_files(ObjectPath(f"{bucket}/data"), ".parquet")[-1] == ObjectPath(
-        f"{bucket}/data/sub/deeper/d.parquet")
+        local = [os.path.relpath(str(p), tmp_path) for p in storage.glob(str(tmp_path / pattern))]
+        assert local == expected, pattern
+        written = [StoragePath.of(f"{bucket}/{name}") for name in names]
+        assert sorted(str(p).removeprefix(bucket + "/") for p in written if p.matches(f"{bucket}/{pattern}")) == \
+            expected, pattern
+    assert StoragePath.of(f"{bucket}/data").list_files(".parquet")[-1] == (
+        StoragePath.of(f"{bucket}/data/sub/deeper/d.parquet"), 1)
 
 
 def test_output_inside_input_is_refused_for_uris() -> None:
@@ -214,7 +225,8 @@ def test_output_inside_input_is_refused_for_uris() -> None:
         check(source, output)  # parts under data/out/scores/ never match data/*.parquet
 
 
-def test_errors_name_the_uri(bucket: str, raw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_name_the_uri(bucket: str, raw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             fake_engine: None) -> None:
     put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(2, 3))
 
     def run(source: str, output: str) -> str:
@@ -244,7 +256,7 @@ def test_errors_name_the_uri(bucket: str, raw, tmp_path: Path, monkeypatch: pyte
 
 def test_the_lease_is_renewed_while_held_refuses_others_and_is_removed(bucket: str, raw, monkeypatch) -> None:
     monkeypatch.setattr(lease_module, "HEARTBEAT_SECONDS", 0.2)
-    location = ObjectPath(f"{bucket}/out/_lock.json")
+    location = StoragePath.of(f"{bucket}/out/_lock.json")
 
     def in_use(holder: dict[str, Any], age: float) -> Exception:
         return CheckpointError(f"held by {holder['host']} pid {holder['pid']}, {age:.0f} s")
@@ -305,8 +317,8 @@ def test_a_job_in_the_object_store_equals_the_same_job_on_disk(
     assert read_rejects(client, out).height == 2
     if remote_output:
         written = listing(raw, out)
-        assert {"job.json", "run.json", "_SUCCESS", "rejects.parquet", "rejects/plan.parquet", "report.html",
-                "staging/input-grouped-by-query.parquet"} <= set(written)
+        assert {"job.json", "run.json", "_SUCCESS", "rejects.parquet", "rejects/plan.parquet", "report.html"} <= set(written)
+        assert not [name for name in written if name.startswith("staging/")], "the staged copy goes at the end"
         assert "_lock.json" not in written and not [name for name in written if ".tmp" in name]
         manifest = json.loads(get(raw, f"{out}/job.json"))
         assert manifest["staged_input"] == f"{out}/staging/input-grouped-by-query.parquet"

@@ -10,13 +10,13 @@ import pytest
 from batchrank.errors import SpecError
 from batchrank.execute.placement import (
     GIB,
-    kv_cache_bytes_per_token,
+    choose_executor,
     resolve_engines_per_gpu,
     resolve_worker_count,
-    shared_gpu_kv_cache_bytes,
     worker_options,
 )
-from batchrank.job import choose_executor
+from batchrank.model_dir import ModelDirectory
+from batchrank.scoring.engine import shared_gpu_kv_cache_bytes
 from batchrank.spec import JobSpec, parse_spec
 
 # Qwen3-Reranker-0.6B's attention shape: 28 layers, 8 key/value heads of 128.
@@ -32,6 +32,10 @@ def fake_model(root: Path, weight_bytes: int) -> str:
     return str(root)
 
 
+def weights(spec: JobSpec) -> int:
+    return ModelDirectory.open(spec.model.path).weight_bytes
+
+
 def spec_for(model: str, **run: object) -> JobSpec:
     engine = run.pop("engine", {})
     return parse_spec({"input": {"path": "in.parquet"}, "model": {"path": model, "engine": engine},
@@ -41,21 +45,21 @@ def spec_for(model: str, **run: object) -> JobSpec:
 def test_auto_shares_a_gpu_for_a_small_model_only(tmp_path: Path) -> None:
     small = spec_for(fake_model(tmp_path / "small", int(1.2 * GIB)))
     large = spec_for(fake_model(tmp_path / "large", 8 * GIB))
-    assert resolve_engines_per_gpu(small, gpus_available=1) == 2
-    assert resolve_engines_per_gpu(large, gpus_available=1) == 1
-    assert resolve_engines_per_gpu(small, gpus_available=0) == 1  # CPU actors never share
+    assert resolve_engines_per_gpu(small, 1, weights(small)) == 2
+    assert resolve_engines_per_gpu(large, 1, weights(large)) == 1
+    assert resolve_engines_per_gpu(small, 0, weights(small)) == 1  # CPU actors never share
 
 
 def test_auto_keeps_one_engine_when_memory_or_tensor_parallelism_is_set(tmp_path: Path) -> None:
     model = fake_model(tmp_path / "m", GIB)
-    assert resolve_engines_per_gpu(spec_for(model, engine={"gpu_memory_utilization": 0.5}), 1) == 1
-    assert resolve_engines_per_gpu(spec_for(model, engine={"tensor_parallel_size": 2}), 2) == 1
+    assert resolve_engines_per_gpu(spec_for(model, engine={"gpu_memory_utilization": 0.5}), 1, GIB) == 1
+    assert resolve_engines_per_gpu(spec_for(model, engine={"tensor_parallel_size": 2}), 2, GIB) == 1
 
 
 def test_explicit_sharing_with_tensor_parallelism_is_refused(tmp_path: Path) -> None:
     spec = spec_for(fake_model(tmp_path / "m", GIB), engines_per_gpu=2, engine={"tensor_parallel_size": 2})
     with pytest.raises(SpecError, match="engines_per_gpu > 1 needs model.engine.tensor_parallel_size 1"):
-        resolve_engines_per_gpu(spec, 2)
+        resolve_engines_per_gpu(spec, 2, GIB)
 
 
 def test_engines_per_gpu_must_be_positive(tmp_path: Path) -> None:
@@ -74,20 +78,26 @@ def test_workers_and_gpu_fractions(tmp_path: Path) -> None:
 
 
 def test_kv_share_is_the_gpu_share_less_weights_and_reserve(tmp_path: Path) -> None:
-    model = fake_model(tmp_path / "m", 4 * GIB)
-    assert kv_cache_bytes_per_token(model) == 2 * 28 * 8 * 128 * 2  # 112 KiB a token in bf16
+    model = ModelDirectory.open(fake_model(tmp_path / "m", 4 * GIB))
+    assert model.kv_cache_bytes_per_token() == 2 * 28 * 8 * 128 * 2  # 112 KiB a token in bf16
     kv = shared_gpu_kv_cache_bytes(model, engines_per_gpu=2, gpu_total_bytes=80 * GIB, max_model_len=32768)
     # 0.9 * 80 / 2 = 36 GiB each, less 4 GiB of weights and a 3 + 1 GiB reserve
     assert kv == int(36 * GIB - 4 * GIB - 4 * GIB)
 
 
 def test_a_share_too_small_for_one_sequence_is_refused_with_the_numbers(tmp_path: Path) -> None:
-    model = fake_model(tmp_path / "m", 8 * GIB)
+    model = ModelDirectory.open(fake_model(tmp_path / "m", 8 * GIB))
     with pytest.raises(SpecError, match=r"run.engines_per_gpu 4: .* 24 GiB .* 8.0 GiB of weights"):
         shared_gpu_kv_cache_bytes(model, engines_per_gpu=4, gpu_total_bytes=24 * GIB, max_model_len=32768)
 
 
-def test_auto_executor_stays_local_without_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_executor_by_gpus_and_model_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     spec = spec_for(fake_model(tmp_path / "m", GIB))
-    assert choose_executor(spec) == "local"  # this machine has no GPU: one engine in process
+    assert choose_executor(spec, 0, GIB) == "local"  # no GPU: one engine in process
+    assert choose_executor(spec, 1, GIB) == "ray"  # one GPU, a small model: two engines share it
+    assert choose_executor(spec, 1, 8 * GIB) == "local"  # one GPU, a large model: one engine
+    assert choose_executor(spec, 2, 8 * GIB) == "ray"  # several GPUs: one engine each
+    assert choose_executor(spec_for(str(tmp_path / "m"), executor="local"), 4, GIB) == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert choose_executor(spec, 0, GIB) == "ray"  # a cluster was named

@@ -78,19 +78,19 @@ def test_report_takes_qrels_from_the_job_spec(output: Path, tmp_path: Path) -> N
 
 
 def test_preview_shows_texts_only_where_they_were_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from batchrank.report import print_preview
-    from batchrank.storage import as_location
+    from batchrank.console import print_preview
+    from batchrank.storage import StoragePath
 
     with_texts = [{**row, "query": "boiling point of water", "document": f"passage {row['doc_id']}"}
                   for row in ranked("q1", ["d1", "d2", "d3", "d4"])]
-    print_preview(as_location(str(make_output(tmp_path / "texts", with_texts))), queries=1)
+    print_preview(StoragePath.of(str(make_output(tmp_path / "texts", with_texts))), queries=1)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "q1: boiling point of water"
     assert [line.split() for line in lines[1:]] == [
         ["1", "1.0000", "d1", "passage", "d1"], ["2", "0.9000", "d2", "passage", "d2"], ["3", "0.8000", "d3", "passage", "d3"],
     ]
 
-    print_preview(as_location(str(make_output(tmp_path / "ids", ranked("q1", ["d1", "d2", "d3", "d4"])))), queries=1)
+    print_preview(StoragePath.of(str(make_output(tmp_path / "ids", ranked("q1", ["d1", "d2", "d3", "d4"])))), queries=1)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "q1", "no text kept: the id alone, not twice"
     assert [line.split()[2:] for line in lines[1:]] == [["d1"], ["d2"], ["d3"]]

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import batchrank.scoring.vllm_scorer as vllm_scorer
+from batchrank.model_dir import ModelDirectory
+from batchrank.scoring.engine import engine_arguments
 from conftest import make_pairs, run_cli, write_job, write_parquet
 from fake_scorer import MAX_QUERY_CHARS, fake_score
 
@@ -75,13 +76,28 @@ def test_wrong_column_types_name_file_and_column(tmp_path: Path, column: str, va
     assert not (tmp_path / "out").exists(), "nothing may be written before the input is known to be good"
 
 
-def test_files_of_one_glob_with_different_schemas(tmp_path: Path) -> None:
-    write_parquet(make_pairs(2, 2), tmp_path / "data" / "part-a.parquet")
-    table = pa.Table.from_pylist(make_pairs(2, 2, seed=5))
-    table = table.set_column(3, "passage", table["passage"].cast(pa.large_string()))  # a string, but not the same
+def test_files_written_by_different_tools_are_one_input(tmp_path: Path, fake_engine: None) -> None:
+    """string (pyarrow, Spark), large_string (polars), dictionary strings (pandas category) and integer widths are
+    all read as one schema; a real mismatch (text ids in one file, integer ids in another) names file and column."""
+    rows = make_pairs(6, 2, seed=5)
+    write_parquet(rows[:4], tmp_path / "data" / "part-a.parquet")
+    table = pa.Table.from_pylist(rows[4:8])
+    table = table.set_column(3, "passage", table["passage"].cast(pa.large_string()))
+    table = table.set_column(1, "query_text", table["query_text"].dictionary_encode())
+    table = table.set_column(4, "bm25_rank", table["bm25_rank"].cast(pa.int32()))
     pq.write_table(table, tmp_path / "data" / "part-b.parquet")
+    pl.DataFrame(rows[8:]).with_columns(pl.col("passage").cast(pl.Categorical)).write_parquet(
+        tmp_path / "data" / "part-c.parquet")
     job = fake_job(tmp_path, Path(str(tmp_path / "data" / "part-*.parquet")))
-    expect_exit(job, 2, "part-b.parquet", "passage: large_string", "differ from those of", "part-a.parquet")
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    assert dict(zip(zip(scores(tmp_path / "out")["query_id"], scores(tmp_path / "out")["doc_id"]),
+                    scores(tmp_path / "out")["score"])) == expected_scores(rows)
+    mixed = pa.Table.from_pylist(make_pairs(1, 2, seed=6)).set_column(0, "qid", pa.array([7, 7]))
+    pq.write_table(mixed, tmp_path / "data" / "part-d.parquet")
+    output = expect_exit(fake_job(tmp_path, Path(str(tmp_path / "data" / "part-*.parquet")), out="out2"), 2,
+                         "part-d.parquet: column 'qid' is read as Int64 but as String in", "part-a.parquet")
+    assert len(output.strip().splitlines()) == 1, "one line, not a schema dump"
 
 
 # --- rows: a policy, input.on_bad_rows: error | skip --------------------------------------------------------------
@@ -283,7 +299,8 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_output(tmp_path
     skip = {"on_bad_rows": "skip"}
     reference_job = fake_job(tmp_path, source, "reference", "reference.yaml", input=skip, run={"chunk_size": 30})
     assert run_cli("run", str(reference_job)).exit_code == 0
-    job = fake_job(tmp_path, source, input=skip, run={"chunk_size": 30})
+    # One chunk in flight: the kills below land at known places (parts are written in chunk order).
+    job = fake_job(tmp_path, source, input=skip, run={"chunk_size": 30, "chunks_in_flight_per_worker": 1})
     out, marker = tmp_path / "out", tmp_path / "paused"
 
     kill_when_paused(job, "part-write", marker, FAKE_PAUSE_AFTER_PARTS="1")
@@ -386,7 +403,7 @@ def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path: 
     while not marker.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert marker.exists(), first.communicate()
-    second = subprocess.run([BATCHRANK, "run", str(job)], capture_output=True, text=True, timeout=120)
+    second = subprocess.run(FAKE_BATCHRANK + ["run", str(job)], capture_output=True, text=True, timeout=120)
     assert second.returncode == 2, second.stderr
     assert "is in use by another batchrank run" in second.stderr
     assert f"host {socket.gethostname()}, pid {first.pid}" in second.stderr
@@ -454,11 +471,15 @@ def test_trust_remote_code_is_off_unless_set_and_then_warned(tmp_path: Path, fak
     platform = SimpleNamespace(current_platform=SimpleNamespace(is_cpu=lambda: True))  # no vLLM import needed
     monkeypatch.setitem(sys.modules, "vllm.platforms", platform)
     spec = load_spec(job)
-    assert vllm_scorer.engine_arguments(spec, "cross-encoder")["trust_remote_code"] is False
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"0" * 64)
+    model = ModelDirectory.open(tmp_path / "model")
+    assert engine_arguments(spec, "cross-encoder", model)["trust_remote_code"] is False
     result = run_cli("run", str(job), "--preview", "0")
     assert result.exit_code == 0 and "trust_remote_code is on" not in result.output
     trusted = load_spec(job, ["model.trust_remote_code=true"])
-    assert vllm_scorer.engine_arguments(trusted, "cross-encoder")["trust_remote_code"] is True
+    assert engine_arguments(trusted, "cross-encoder", model)["trust_remote_code"] is True
     result = run_cli("run", str(job), "--set", "model.trust_remote_code=true", "--preview", "0", "--overwrite")
     assert result.exit_code == 0
     assert f"model.trust_remote_code is on: Python code from {NO_MODEL} will run" in result.output
@@ -515,7 +536,8 @@ def test_a_failing_engine_call_is_retried(tmp_path: Path, fake_engine: None, mon
 def test_an_engine_that_keeps_failing_stops_the_job(tmp_path: Path, fake_engine: None,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_FAIL_QUERY", "q010")
-    job = fake_job(tmp_path, make_pairs(20, 10))
+    # One chunk in flight, so the job stops before chunk 3 starts (with two, chunk 3's finished part is kept too).
+    job = fake_job(tmp_path, make_pairs(20, 10), run={"chunks_in_flight_per_worker": 1})
     output = expect_exit(job, 1, "chunk 2 (rows 100..149) failed 2 time(s)", "injected engine failure for query q010",
                          "finished parts are kept")
     assert "unexpected" not in output
@@ -531,12 +553,13 @@ def test_auto_falls_back_to_one_local_engine_when_ray_cannot_start(tmp_path: Pat
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    import batchrank.job as job_module
+    import batchrank.job.run as job_module
 
     def no_ray(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("cannot start the raylet: /dev/shm is full")
 
-    monkeypatch.setattr(job_module, "choose_executor", lambda spec: "ray")  # as on a one-GPU machine, small model
+    # as on a one-GPU machine with a small model
+    monkeypatch.setattr(job_module, "choose_executor", lambda spec, gpus, weight_bytes: "ray")
     monkeypatch.setattr(ray, "init", no_ray)
     rows = make_pairs(4, 5)
     auto = fake_job(tmp_path, rows, run={"executor": "auto"})

@@ -92,9 +92,12 @@ class InputFiles:
 
     def read_rows(self, reader: parquet_files.RowRangeReader, start: int, count: int) -> pl.DataFrame:
         """Rows [start, start + count) of the input, canonical names and types."""
-        frame = pl.from_arrow(reader.read(start, count, self.source_columns()))
-        assert isinstance(frame, pl.DataFrame)
-        return frame.select(self.canonical())
+        pieces = []
+        for table in reader.read(start, count, self.source_columns()):
+            frame = pl.from_arrow(table)
+            assert isinstance(frame, pl.DataFrame)
+            pieces.append(frame.select(self.canonical()))
+        return pl.concat(pieces)
 
 
 def resolve_input_paths(path: str) -> list[StoragePath]:

@@ -86,7 +86,8 @@ class RowRangeReader:
     def _rows_in(self, index: int) -> int:
         return self._num_rows[index] if self._num_rows is not None else self._footer(index).num_rows
 
-    def read(self, start: int, count: int, columns: list[str] | None = None) -> pa.Table:
+    def read(self, start: int, count: int, columns: list[str] | None = None) -> list[pa.Table]:
+        """The rows as one table per file they come from (files may differ in types: string, large_string...)."""
         tables, offset, end = [], 0, start + count
         for index, path in enumerate(self.paths):
             rows = self._rows_in(index)
@@ -110,4 +111,4 @@ class RowRangeReader:
                 break
         if not tables:
             raise IndexError(f"rows {start}..{end - 1} are beyond the {offset} rows of the files")
-        return pa.concat_tables(tables)
+        return tables

@@ -40,7 +40,7 @@ class ChunkReader:
                 frame = self.files.read_rows(self.rows, chunk.start, chunk.num_rows)
                 rows = pl.Series(np.arange(chunk.start, chunk.start + frame.height, dtype=np.int64))
                 return ChunkRows(chunk, frame, rows)
-            table = pl.from_arrow(self.rows.read(chunk.start, chunk.num_rows))
+            table = pl.from_arrow(pa.concat_tables(self.rows.read(chunk.start, chunk.num_rows)))
         except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
             raise RunFailure(f"chunk {chunk.chunk_id}: cannot read its rows of the input: {error}") from error
         assert isinstance(table, pl.DataFrame)
