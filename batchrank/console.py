@@ -31,7 +31,7 @@ def print_run_summary(result: JobResult) -> None:
             reasons = ", ".join(f"{n} {reason}" for reason, n in info.get("rejected_by_reason", {}).items())
             click.echo(f"skipped {info['rejected_pairs']} bad rows{f' ({reasons})' if reasons else ''}: "
                        f"{info['rejects']}")
-        click.echo(f"scores: {result.output / 'scores'}  run info: {result.output / 'run.json'}")
+        click.echo(f"scores: {result.output}/scores  run info: {result.output}/run.json")
     if result.evaluation is not None:
         click.echo("\n" + format_table(result.evaluation))
         for note in result.evaluation.warnings():
@@ -40,7 +40,7 @@ def print_run_summary(result: JobResult) -> None:
         click.echo(f"report: {result.report}")
 
 
-def print_preview(output: StoragePath, queries: int, top: int = 3) -> None:
+def print_preview(output: str | StoragePath, queries: int, top: int = 3) -> None:
     """The best rows of the first few queries. A chunk holds whole queries, so reading the first parts is enough:
     the rest of a millions-of-rows output is never loaded for this."""
     frames, seen = [], 0

@@ -29,7 +29,14 @@ def configure_console(verbosity: int) -> None:
     own.handlers[:] = [handler]
     own.setLevel(level)
     own.propagate = False
-    logging.getLogger().setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
+    # Other libraries' records (vLLM's import-time notes, torch's warnings) never reach the console by Python's
+    # last-resort handler: a run keeps them in OUTPUT/logs/engine.log (EngineLog), -v shows them.
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_batchrank_console", False)]
+    sink = logging.StreamHandler(sys.stderr) if verbosity > 0 else logging.NullHandler()
+    sink._batchrank_console = True  # type: ignore[attr-defined]
+    root.addHandler(sink)
+    root.setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "DEBUG" if verbosity > 0 else "INFO")
 
 

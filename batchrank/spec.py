@@ -17,7 +17,8 @@ from batchrank.errors import SpecError
 
 ModelKind = Literal["qwen3-yes-no", "cross-encoder", "embedding"]
 CANONICAL_COLUMNS = ("query_id", "query", "doc_id", "document")
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${NAME}, ${NAME:-default} (default when NAME is unset or empty, as in the shell), ${NAME-default} (when unset).
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 
 
 class _Strict(BaseModel):
@@ -139,7 +140,8 @@ class JobSpec(_Strict):
 
 
 def interpolate_env(value: Any, where: str = "") -> Any:
-    """Replace ${NAME} and ${NAME:-default} in every string of a parsed YAML tree."""
+    """Replace ${NAME}, ${NAME:-default} and ${NAME-default} in every string of a parsed YAML tree, as the shell
+    does (a scheduler passes unset options as empty variables: `:-` takes the default then)."""
     if isinstance(value, dict):
         return {key: interpolate_env(item, f"{where}.{key}".lstrip(".")) for key, item in value.items()}
     if isinstance(value, list):
@@ -148,10 +150,11 @@ def interpolate_env(value: Any, where: str = "") -> Any:
         return value
 
     def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
+        name, operator, default = match.group(1), match.group(2), match.group(3)
+        value = os.environ.get(name)
+        if value is not None and not (operator == ":-" and value == ""):
+            return value
+        if operator is not None:
             return default
         raise SpecError(f"{where}: environment variable ${{{name}}} is not set")
 

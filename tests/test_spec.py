@@ -68,6 +68,17 @@ def test_environment_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert spec.output.path == "/tmp/o/x"
 
 
+def test_an_empty_variable_takes_the_default_as_in_the_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schedulers pass options they were not given as empty variables: `${X:-d}` then means d, `${X-d}` the empty
+    value, exactly as `sh -c 'echo ${X:-d} ${X-d}'` prints."""
+    monkeypatch.setenv("OUT_ROOT", "")
+    text = BASE.replace("out/x", "${OUT_ROOT:-/tmp/o}/x").replace("/models/m", "/models/${OUT_ROOT-unset}m")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.output.path == "/tmp/o/x" and spec.model.path == "/models/m"
+    monkeypatch.delenv("OUT_ROOT")
+    assert load_spec(write(tmp_path, text)).model.path == "/models/unsetm"
+
+
 def test_missing_environment_variable_names_it_and_the_field(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"model\.path: environment variable \$\{NOT_SET_ANYWHERE\} is not set"):
         load_spec(write(tmp_path, BASE.replace("/models/m", "${NOT_SET_ANYWHERE}")))

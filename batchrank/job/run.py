@@ -35,7 +35,7 @@ log = logging.getLogger("batchrank")
 class JobResult:
     """What a finished `run_job` returns (the CLI prints it; a pipeline task reads it)."""
 
-    output: StoragePath  # OUTPUT/, with scores/part-*.parquet, run.json, _SUCCESS
+    output: str  # OUTPUT/ (an absolute path, or a URI), with scores/part-*.parquet, run.json, _SUCCESS
     total_pairs: int  # pairs scored over every run (rows rejected while scoring are not among them)
     total_chunks: int
     chunks_scored: int  # by this run
@@ -127,16 +127,16 @@ def _score_and_finish(context: JobContext, factory: ScorerFactory, qrels: Qrels 
         progress.close()
     run_info = finish(context, done, len(pending), progress, execution)
     evaluation, report, report_error = _evaluate_and_report(layout, qrels, rewrite=True)
-    return JobResult(layout.root, run_info["pairs"], len(manifest.chunks), len(pending), False, run_info,
-                     evaluation, report, report_error)
+    return JobResult(str(layout.root.absolute()), run_info["pairs"], len(manifest.chunks), len(pending), False,
+                     run_info, evaluation, report, report_error)
 
 
 def _already_complete(layout: OutputLayout, qrels: Qrels | None, chunks: int) -> JobResult:
     """A rerun of a finished job does nothing and writes nothing (eval.json and report.html only if missing)."""
     run_info = json.loads(layout.run_info.read_text())
     evaluation, report, report_error = _evaluate_and_report(layout, qrels, rewrite=False)
-    return JobResult(layout.root, run_info.get("pairs", 0), chunks, 0, True, run_info, evaluation, report,
-                     report_error)
+    return JobResult(str(layout.root.absolute()), run_info.get("pairs", 0), chunks, 0, True, run_info, evaluation,
+                     report, report_error)
 
 
 def _evaluate_and_report(layout: OutputLayout, qrels: Qrels | None,

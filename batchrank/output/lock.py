@@ -22,8 +22,8 @@ from typing import Any
 
 from batchrank import storage
 from batchrank.errors import CheckpointError
-from batchrank.output.lease import STALE_SECONDS, Lease
 from batchrank.output.layout import OutputLayout
+from batchrank.output.lease import STALE_SECONDS, Lease
 
 _HELD_HERE: set[str] = set()  # lockf locks are per process: a second run in this process would get it too
 

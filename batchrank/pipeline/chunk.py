@@ -3,12 +3,12 @@ own thread), shared by every executor."""
 
 from __future__ import annotations
 
+from batchrank.io.parts import PartWritten
 from batchrank.output.checkpoint import verify_part
 from batchrank.pipeline.context import JobContext
 from batchrank.pipeline.prepare import ChunkPreparer
 from batchrank.pipeline.read import ChunkReader
 from batchrank.pipeline.score import EngineLoop
-from batchrank.io.parts import PartWritten
 from batchrank.pipeline.write import ChunkWriter
 from batchrank.plan import Chunk
 from batchrank.scoring.base import Scorer

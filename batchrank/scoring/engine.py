@@ -67,7 +67,7 @@ def engine_arguments(spec: JobSpec, kind: ModelKind, model: ModelDirectory, engi
         arguments["max_model_len"] = spec.model.max_model_len
     if kind == "qwen3-yes-no":
         arguments["hf_overrides"] = QWEN3_YES_NO_OVERRIDES
-    engine = dict(spec.model.engine)
+    engine = {"use_tqdm_on_load": False, **spec.model.engine}  # no progress bar of vLLM's on batchrank's stderr
     if current_platform.is_cpu() and not MEMORY_KEYS & engine.keys():
         engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     elif engines_per_gpu > 1 and not MEMORY_KEYS & engine.keys():

@@ -1,0 +1,234 @@
+"""batchrank as an unattended pipeline step (issue 16): model mistakes caught before anything is written, a status a
+scheduler can branch on, results alone on stdout, a Python API that runs many jobs in one process, reruns that write
+nothing, and commands that work from any directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+import batchrank
+from conftest import BATCHRANK, REPO, make_pairs, run_cli, write_job, write_parquet
+
+FAKE_BATCHRANK = [sys.executable, str(Path(__file__).with_name("fake_scorer.py"))]
+NO_MODEL = "/nonexistent/model"
+
+
+def one_line_error(result, code: int, *fragments: str) -> str:
+    assert result.exit_code == code, result.output
+    message = result.stderr.strip()
+    assert "Traceback" not in result.output and len(message.splitlines()) == 1, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# --- model mistakes: exit 2 with one line, from `validate` and `run`, before anything is written -----------------
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_parquet(make_pairs(4, 5), tmp_path_factory.mktemp("ops") / "pairs.parquet")
+
+
+@pytest.mark.parametrize("case, change, fragments", [
+    ("missing", {"path": "/nope/model"}, ["model.path /nope/model: no such directory"]),
+    ("no config", {"path": "EMPTY_DIR"}, ["no config.json there"]),
+    ("dtype", {"dtype": "float17"}, ["model.dtype 'float17': not a dtype vLLM takes"]),
+    ("too long", {"max_model_len": 100000}, ["model.max_model_len 100000 is more than the model's own limit of 40960"]),
+    ("engine key", {"engine": {"max_num_seq": 8}},
+     ["model.engine.max_num_seq: not an argument of this vLLM's engine; did you mean max_num_seqs?"]),
+    ("clash", {"engine": {"dtype": "half"}}, ["model.engine.dtype: set it with model.dtype instead"]),
+])
+def test_model_mistakes_stop_validate_and_run_with_one_line(pairs: Path, tiny_model: str, tmp_path: Path, case: str,
+                                                           change: dict, fragments: list[str]) -> None:
+    if change.get("path") == "EMPTY_DIR":
+        (tmp_path / "empty").mkdir()
+        change = {"path": str(tmp_path / "empty")}
+    job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
+    tree = yaml.safe_load(job.read_text())
+    tree["model"].update(change)
+    job.write_text(yaml.safe_dump(tree))
+    for command in ("validate", "run"):
+        one_line_error(run_cli(command, str(job)), 2, *fragments)
+    assert not (tmp_path / "out").exists(), "a model mistake is found before the output is touched"
+
+
+def test_validate_says_what_the_model_is_fed(pairs: Path, tiny_model: str, tmp_path: Path) -> None:
+    job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
+    result = run_cli("validate", str(job))
+    assert result.exit_code == 0, result.output
+    assert "model: qwen3-yes-no, max_model_len 256" in result.stdout and "template: qwen3" in result.stdout
+    assert "<Instruct>: {instruction}" in result.stdout and "input OK" in result.stdout
+
+
+# --- status: complete, running, failed, stopped; exit codes a scheduler branches on --------------------------------
+
+
+def status(out: Path) -> tuple[int, dict, str]:
+    text = run_cli("status", str(out)).output
+    result = run_cli("status", str(out), "--json")
+    return result.exit_code, json.loads(result.stdout), text
+
+
+def test_status_tells_running_from_stopped_from_failed_from_complete(tmp_path: Path, fake_engine: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    job = write_job(tmp_path / "job.yaml", write_parquet(make_pairs(20, 10), tmp_path / "in.parquet"), NO_MODEL,
+                    tmp_path / "out", run={"chunk_size": 50, "executor": "local"})
+    out, marker = tmp_path / "out", tmp_path / "paused"
+    process = subprocess.Popen(FAKE_BATCHRANK + ["run", str(job)], env={
+        **os.environ, "FAKE_PAUSE_AT": "part-write", "FAKE_PAUSE_AFTER_PARTS": "2", "FAKE_PAUSE_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    code, state, text = status(out)
+    assert code == 3 and state["state"] == "running" and state["run"]["pid"] == process.pid, text
+    assert f"running (host {state['run']['host']}, pid {process.pid}, since " in text
+    assert state["chunks_done"] == 2 and state["chunks"] == 4 and "chunks: 2/4" in text
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    code, state, text = status(out)
+    assert code == 5 and state["state"] == "stopped" and state["last_error"] is None
+    assert "stopped (no run holds it and none recorded an error" in text
+    monkeypatch.setenv("FAKE_FAIL_QUERY", "q015")
+    assert run_cli("run", str(job)).exit_code == 1
+    code, state, text = status(out)
+    assert code == 4 and state["state"] == "failed" and state["last_error"]["exit_code"] == 1
+    assert "injected engine failure for query q015" in state["last_error"]["message"] and "failed: chunk 3" in text
+    monkeypatch.delenv("FAKE_FAIL_QUERY")
+    assert run_cli("run", str(job), "--preview", "0").exit_code == 0
+    code, state, text = status(out)
+    assert code == 0 and state["state"] == "complete" and state["rows_scored"] == 200 and state["last_error"] is None
+    assert not (out / "_FAILED.json").exists(), "a run that finishes clears the last failure"
+    assert run_cli("status", str(tmp_path)).exit_code == 2
+
+
+# --- logs: results on stdout, batchrank on stderr, the engine's lines in OUTPUT/logs/engine.log -------------------
+
+
+def test_stdout_holds_results_only_and_the_engine_log_keeps_the_rest(pairs: Path, tiny_model: str,
+                                                                    tmp_path: Path) -> None:
+    job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
+    done = subprocess.run([BATCHRANK, "run", str(job), "--preview", "1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("scored 20 pairs in 1 chunks (1 this run, ") and "report:" in done.stdout
+    assert not [line for line in lines if "vllm" in line.lower() or " WARNING " in line or " INFO " in line], lines
+    engine_log = (tmp_path / "out" / "logs" / "engine.log").read_text()
+    assert " vllm" in engine_log and "INFO" in engine_log, "vLLM's lines are kept, in the output directory"
+    rate = json.loads((tmp_path / "out" / "run.json").read_text())["pairs_per_second_this_run"]
+    assert f"{rate:.1f} pairs/s" in lines[0], "one pairs/s figure: the summary is run.json's"
+    quiet = subprocess.run([BATCHRANK, "-q", "run", str(job), "--preview", "0"], capture_output=True, text=True,
+                           timeout=600)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.startswith("nothing to do:")
+
+
+# --- the Python API: what a pipeline task writes; many jobs in one process -----------------------------------------
+
+
+def test_the_python_api_runs_jobs_back_to_back_and_releases_each_engine(pairs: Path, tiny_model: str,
+                                                                        tmp_path: Path) -> None:
+    from batchrank.scoring import engine
+
+    job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
+    held_before = len(engine._ENGINES)  # the test session keeps an engine of its own for the CLI tests
+    results = []
+    for length in (200, 224, 256):  # three engines of different settings, one after another
+        spec = batchrank.load_spec(job, [f"model.max_model_len={length}", f"output.path={tmp_path / str(length)}"])
+        results.append(batchrank.run_job(spec))
+        assert len(engine._ENGINES) == held_before, "the job's engine is released when the job ends"
+    for result in results:
+        assert isinstance(result, batchrank.JobResult) and result.total_pairs == 20 and not result.already_complete
+        assert pl.read_parquet(f"{result.output}/scores/part-000000.parquet").height == 20
+    with pytest.raises(batchrank.SpecError, match="model.path /nope: no such directory"):
+        batchrank.run_job(batchrank.load_spec(job, ["model.path=/nope"]))
+
+
+def test_the_readme_example_runs_as_written(tmp_path: Path, fake_engine: None) -> None:
+    """The README's Python API example, executed as a pipeline task would run it."""
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("<!-- python-api-example -->")[1].split("```python")[1].split("```")[0]
+    write_parquet(make_pairs(3, 4), tmp_path / "candidates.parquet")
+    job = write_job(tmp_path / "job.yaml", tmp_path / "candidates.parquet", NO_MODEL, tmp_path / "out",
+                    run={"executor": "local"})
+    assert '"jobs/msmarco.yaml"' in example
+    namespace: dict = {}
+    exec(compile(example.replace('"jobs/msmarco.yaml"', repr(str(job))), "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.total_pairs == 12 and str(result.output) == str(tmp_path / "out")
+
+
+# --- reruns and directories ------------------------------------------------------------------------------------------
+
+
+def test_a_rerun_of_a_finished_job_writes_nothing(tmp_path: Path, fake_engine: None) -> None:
+    rows = make_pairs(6, 5)
+    rows = rows[1::2] + rows[::2]  # scattered: a staged copy is made, and removed once the job is complete
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q000 0 d000-001 1\nq001 0 d001-003 1\n")
+    job = write_job(tmp_path / "job.yaml", write_parquet(rows, tmp_path / "in.parquet"), NO_MODEL, tmp_path / "out",
+                    run={"executor": "local"}, eval={"qrels": str(qrels)})
+    assert run_cli("run", str(job), "--preview", "0").exit_code == 0
+    out = tmp_path / "out"
+    assert not (out / "staging").exists(), "the staged copy of the input is gone after _SUCCESS"
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    time.sleep(0.05)
+    os.utime(tmp_path / "in.parquet")  # touched, not changed: the same input
+    rerun = run_cli("run", str(job), "--preview", "0")
+    assert rerun.exit_code == 0 and rerun.stdout.startswith("nothing to do:") and "nDCG@10" in rerun.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == written, "nothing rewritten"
+    kept = write_job(tmp_path / "kept.yaml", tmp_path / "in.parquet", NO_MODEL, tmp_path / "kept",
+                     run={"executor": "local"}, output={"keep_staged_input": True})
+    assert run_cli("run", str(kept), "--preview", "0").exit_code == 0
+    assert (tmp_path / "kept" / "staging" / "input-grouped-by-query.parquet").exists()
+
+
+def test_report_from_another_directory_keeps_the_metrics(tmp_path: Path, fake_engine: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_parquet([{**row, "first_stage_rank": row["bm25_rank"]} for row in make_pairs(4, 5)], tmp_path / "in.parquet")
+    Path("qrels.txt").write_text("q000 0 d000-001 1\nq001 0 d001-003 1\n")
+    job = write_job(tmp_path / "job.yaml", Path("in.parquet"), NO_MODEL, Path("out"), run={"executor": "local"},
+                    eval={"qrels": "qrels.txt"},  # relative paths, as a user writes them
+                    output={"keep_columns": ["first_stage_rank"]})
+    assert run_cli("run", str(job), "--preview", "0").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run_cli("report", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert f"qrels from the job spec: {tmp_path / 'qrels.txt'}" in result.stderr and "nDCG@10" in result.stdout
+    assert (tmp_path / "out" / "report" / "ndcg-delta.png").exists()
+    assert "No qrels given" not in (tmp_path / "out" / "report.html").read_text()
+    run_info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_info["spec"]["input"]["path"] == str(tmp_path / "in.parquet")
+    assert run_info["spec"]["output"]["path"] == str(tmp_path / "out")
+
+
+def test_the_model_may_move_without_invalidating_its_checkpoint(tmp_path: Path, tiny_model: str) -> None:
+    """A checkpoint depends on the model's files, not on where they are: a copy elsewhere resumes; a changed file
+    is refused, naming what changed."""
+    copy = tmp_path / "model-copy"
+    shutil.copytree(tiny_model, copy)
+    job = write_job(tmp_path / "job.yaml", write_parquet(make_pairs(2, 5), tmp_path / "in.parquet"), tiny_model,
+                    tmp_path / "out")
+    assert run_cli("run", str(job), "--preview", "0").exit_code == 0
+    moved = run_cli("run", str(job), "--set", f"model.path={copy}", "--preview", "0")
+    assert moved.exit_code == 0 and moved.stdout.startswith("nothing to do:"), moved.output
+    (copy / "tokenizer_config.json").write_text((copy / "tokenizer_config.json").read_text().replace("}", ' }', 1))
+    changed = run_cli("run", str(job), "--set", f"model.path={copy}")
+    one_line_error(changed, 2, "the model's files changed since the checkpoint", "--overwrite")
+    dtype = run_cli("run", str(job), "--set", "model.dtype=bfloat16")
+    one_line_error(dtype, 2, "model.dtype changed since the checkpoint: 'float32' -> 'bfloat16'")
