@@ -93,14 +93,31 @@ class ModelDirectory:
         return (self.path / "modules.json").is_file()
 
     def max_length(self) -> int | None:
-        """The longest sequence the model takes by its config (None when the config names none)."""
+        """The longest sequence the model takes, derived as vLLM's pooling runner derives it: the config's length
+        keys; for absolute position embeddings (BERT, XLM-R) no more than the tokenizer's model_max_length; and a
+        sentence-transformers max_seq_length in place of both (None when nothing names one)."""
+        sentence = self._json("sentence_bert_config.json")
+        if isinstance(sentence.get("max_seq_length"), int):
+            return int(sentence["max_seq_length"])
         config = self.text_config
         lengths = [int(config[key]) for key in _LENGTH_KEYS if isinstance(config.get(key), int) and config[key] > 0]
         if not lengths:
             return None
         scaling = config.get("rope_scaling") or {}
         factor = scaling.get("factor") if scaling.get("rope_type", scaling.get("type")) in ("yarn", "dynamic") else None
-        return int(min(lengths) * factor) if factor else min(lengths)
+        length = int(min(lengths) * factor) if factor else min(lengths)
+        tokenizer_limit = self._json("tokenizer_config.json").get("model_max_length")
+        if config.get("position_embedding_type") == "absolute" and isinstance(tokenizer_limit, int):
+            length = min(length, tokenizer_limit)
+        return length
+
+    def _json(self, name: str) -> dict[str, Any]:
+        """A JSON object next to config.json ({} when absent or unreadable: vLLM then ignores it too)."""
+        try:
+            value = json.loads((self.path / name).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}
+        return value if isinstance(value, dict) else {}
 
     def kv_cache_bytes_per_token(self, dtype_bytes: int = 2) -> int:
         """Keys and values of every layer for one token (bf16/fp16 cache by default)."""

@@ -3,7 +3,8 @@
 A template is four parts: a constant `prefix` tokenized on its own (the chat system line), a `head` before the
 document that may hold {query} and {instruction}, the document, and a `tail` after it tokenized on its own. This is
 exactly how the Qwen3-Reranker model card builds its inputs (prefix tokens + tokenized body + suffix tokens), so
-the token ids we send to the engine are the ones the model was trained on.
+the token ids we send to the engine are the ones the model was trained on. `pair` is not a text template: it names
+the tokenizer's own pair encoding of a cross-encoder (pair_encoding.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ QWEN3_SYSTEM_PREFIX = (
 )
 QWEN3_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 TEMPLATE_FIELDS = ("query", "document", "instruction")
+PAIR_TEMPLATE = "pair"  # the tokenizer's own pair encoding (pair_encoding.PairEncoder), not a text template
 _FIELD = re.compile(r"\{([^{}]*)\}")
 
 
@@ -68,6 +70,12 @@ def _check_custom_fields(text: str) -> None:
         raise SpecError("prompt.template: unbalanced braces; write {{ and }} for literal braces")
 
 
+def check_template(template: str) -> None:
+    """Refuse a malformed or unsafe prompt.template before anything is read or written (`pair` is always valid)."""
+    if template != PAIR_TEMPLATE:
+        parse_template(template)
+
+
 def parse_template(template: str) -> Template:
     """A built-in template by name, or a custom one with exactly one {document} and at least one {query}."""
     if template in BUILTIN_TEMPLATES:
@@ -76,7 +84,7 @@ def parse_template(template: str) -> Template:
     if template.count("{document}") != 1 or "{query}" not in template:
         raise SpecError(
             f"prompt.template {template!r}: a custom template needs {{query}} and exactly one {{document}}, "
-            f"or use a built-in one: {', '.join(BUILTIN_TEMPLATES)}"
+            f"or use a built-in one: {', '.join([PAIR_TEMPLATE, *BUILTIN_TEMPLATES])}"
         )
     head, tail = template.split("{document}")
     return Template("custom", "", head, tail, uses_instruction="{instruction}" in template)
@@ -108,6 +116,8 @@ class EncodedPrompts:
     token_ids: list[list[int]]
     truncated: np.ndarray
     too_long: list[int]  # indices whose query and instruction alone do not fit max_model_len
+    # Per prompt, where token type 1 (the document segment) starts, for a pair encoding with token types; else None.
+    token_type_starts: list[int] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -150,6 +160,19 @@ def fast_token_ids(tokenizer: Any) -> Callable[[list[str]], list[list[int]]] | N
     return token_ids if token_ids(_PROBE_TEXTS) == [list(ids) for ids in expected] else None
 
 
+def token_id_function(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
+    """Texts -> their token ids without special tokens and untruncated: fast_token_ids where it is exact, else the
+    tokenizer's own call."""
+    fast = fast_token_ids(tokenizer)
+    if fast is not None:
+        return fast
+
+    def own(texts: list[str]) -> list[list[int]]:
+        return [list(ids) for ids in tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]]
+
+    return own
+
+
 class PromptEncoder:
     """Renders and tokenizes pairs with a template, truncating only the document to fit `max_model_len`."""
 
@@ -159,7 +182,7 @@ class PromptEncoder:
         self.instruction = resolve_instruction(instruction)
         self.max_model_len = max_model_len
         self.lead, self.trail = special_token_wrapping(tokenizer)
-        self.fast_ids = fast_token_ids(tokenizer)
+        self.fast_ids = fast_token_ids(tokenizer)  # None: the tokenizer's own call (scripts/prepare_cost.py)
         self.prefix_ids = self._ids([template.prefix])[0] if template.prefix else []
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
@@ -195,15 +218,3 @@ class PromptEncoder:
         fixed = len(self.lead) + len(self.prefix_ids) + len(self.trail)
         return [i for i, (head, tail) in enumerate(zip(heads, tails, strict=True))
                 if len(head) >= self.max_model_len - fixed - len(tail)]
-
-    def encode_texts(self, texts: list[str]) -> EncodedPrompts:
-        """Single texts (embedding inputs), each truncated at the end to fit."""
-        budget = self.max_model_len - len(self.lead) - len(self.trail)
-        ids = self._ids(texts)
-        truncated = np.array([len(x) > budget for x in ids], dtype=bool)
-        return EncodedPrompts([self.lead + x[:budget] + self.trail for x in ids], truncated, [])
-
-
-def embedding_query_text(query: str, instruction: str | None) -> str:
-    """The query side of an embedding model: with an instruction, the Qwen3-Embedding format."""
-    return f"Instruct: {instruction}\nQuery: {query}" if instruction else query

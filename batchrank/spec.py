@@ -63,9 +63,19 @@ class ModelSpec(_Strict):
 
 class PromptSpec(_Strict):
     template: str | None = Field(
-        default=None, description="qwen3, sep, sep-instruct, or a custom string; default follows model.kind"
+        default=None, description="pair, qwen3, sep, sep-instruct, or a custom string; default follows model.kind "
+        "(qwen3-yes-no: qwen3; cross-encoder: pair, the tokenizer's own pair encoding)"
     )
-    instruction: str | None = None
+    instruction: str | None = Field(
+        default=None, description="qwen3 / sep-instruct / custom templates: {instruction}; embedding: the query "
+        "prompt 'Instruct: {instruction}\\nQuery:' (Qwen3-Embedding)"
+    )
+    query_prefix: str | None = Field(
+        default=None, description="embedding kind: text before every query, e.g. 'query: ' (e5)"
+    )
+    document_prefix: str | None = Field(
+        default=None, description="embedding kind: text before every document, e.g. 'passage: ' (e5)"
+    )
 
 
 class WorkerResources(_Strict):

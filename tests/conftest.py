@@ -1,7 +1,9 @@
-"""Shared test fixtures: a tiny random-weight Qwen3 reranker, synthetic pairs, and job specs.
+"""Shared test fixtures: a tiny random-weight Qwen3 reranker, two small cross-encoders, synthetic pairs, and job
+specs.
 
-Every in-process job with the same engine settings reuses one vLLM engine (batchrank.scoring.vllm_scorer keeps
-one per settings), so the suite pays the ~30 s engine start once for the tiny model.
+Every in-process job with the same engine settings reuses one vLLM engine (batchrank.scoring.engine.start_engine
+keeps one per settings when the job keeps its engine, as the CLI does), so the suite pays the ~10-40 s engine start
+once per model and settings.
 """
 
 from __future__ import annotations
@@ -126,3 +128,53 @@ def wait_for_parts(process: subprocess.Popen, out: Path, count: int, timeout: fl
 def run_cli(*args: str) -> Result:
     """batchrank in this process (the engine is shared with other tests)."""
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def minilm_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A BERT cross-encoder from the demo package's real MiniLM weights (batchrank.models.cross_encoders)."""
+    from batchrank.models.cross_encoders import build_minilm_cross_encoder
+
+    return str(build_minilm_cross_encoder(tmp_path_factory.mktemp("models") / "minilm-ce"))
+
+
+@pytest.fixture(scope="session")
+def xlmr_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random-weight XLM-R cross-encoder with a sentencepiece tokenizer trained here."""
+    from batchrank.models.cross_encoders import build_xlmr_cross_encoder
+
+    return str(build_xlmr_cross_encoder(tmp_path_factory.mktemp("models") / "xlmr-ce"))
+
+
+def run_pairs(root: Path, model_path: str, pairs: list[dict[str, Any]], **sections: Any) -> tuple[list[float], dict]:
+    """`batchrank run` on (query_id, query, doc_id, document) rows through the CLI and the real engine: the scores
+    in the rows' order, and run.json."""
+    import json
+
+    import polars as pl
+
+    root.mkdir(parents=True, exist_ok=True)
+    source = write_parquet(pairs, root / "pairs.parquet")
+    spec: dict[str, Any] = {"input": {"path": str(source)}, "model": {"path": model_path, "dtype": "float32"},
+                            "run": {"chunk_size": 40}, "output": {"path": str(root / "out")}}
+    for section, values in sections.items():
+        spec.setdefault(section, {}).update(values)
+    job = root / "job.yaml"
+    job.write_text(yaml.safe_dump(spec))
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    scored = pl.read_parquet(str(root / "out" / "scores" / "*.parquet"))
+    by_pair = {(row["query_id"], row["doc_id"]): row["score"] for row in scored.iter_rows(named=True)}
+    run_info = json.loads((root / "out" / "run.json").read_text())
+    return [by_pair[row["query_id"], row["doc_id"]] for row in pairs], run_info
+
+
+def demo_pairs(lengthen_every: int = 4) -> list[dict[str, Any]]:
+    """The demo's 96 real English (query_id, query, doc_id, document) rows; every `lengthen_every`-th document made
+    six times longer (beyond 128 tokens)."""
+    import polars as pl
+
+    rows = pl.read_parquet(REPO / "jobs/data/demo/candidates.parquet").drop("first_stage_rank").to_dicts()
+    for row in rows[::lengthen_every]:
+        row["document"] = " ".join([row["document"]] * 6)
+    return rows

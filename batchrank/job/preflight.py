@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from batchrank import storage
 from batchrank.errors import SpecError
 from batchrank.io.input import InputFiles, open_input
 from batchrank.output.layout import OutputLayout
-from batchrank.prompts import parse_template
+from batchrank.prompts import check_template
 from batchrank.qrels import Qrels, read_qrels
 from batchrank.scoring.base import ModelFacts, ScorerFactory
 from batchrank.spec import JobSpec
 from batchrank.storage import StoragePath
 from batchrank.storage.globbing import has_wildcards
+
+log = logging.getLogger("batchrank")
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,12 @@ def check_output_outside_input(spec: JobSpec) -> None:
 def check_job(spec: JobSpec, factory: ScorerFactory) -> Checked:
     """Spec, input files (schema), model and qrels, in the order a user fixes them; nothing is written."""
     if spec.prompt.template:  # a custom template is checked before anything is read or written
-        parse_template(spec.prompt.template)
+        check_template(spec.prompt.template)
     check_output_outside_input(spec)
     # A bad qrels file stops the job here, before hours of scoring, not after.
     qrels = read_qrels(spec.eval.qrels) if spec.eval.qrels else None
     files = open_input(spec.input, spec.output.keep_columns)
-    return Checked(spec, files, factory.inspect(spec), qrels)
+    model = factory.inspect(spec)
+    for warning in model.warnings:
+        log.warning("%s", warning)
+    return Checked(spec, files, model, qrels)

@@ -46,6 +46,7 @@ class ModelFacts:
     max_model_len: int | None  # the length prompts are cut to (None: the engine's default)
     fingerprint: str  # of every model file the engine and tokenizer read
     weight_bytes: int = 0
+    warnings: tuple[str, ...] = ()  # an input format that is allowed but probably not the model's (logged)
 
 
 class Scorer(Protocol):

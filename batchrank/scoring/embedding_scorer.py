@@ -1,7 +1,9 @@
-"""Scoring a pair with a bi-encoder: the cosine of the query's and the document's embeddings.
+"""Scoring a pair with a bi-encoder: the model's similarity of the query's and the document's embeddings.
 
-Each distinct query of a chunk is embedded once; the query side takes the instruction in the Qwen3-Embedding format
-when one is given (prompts.embedding_query_text). Each side is truncated at its end to fit max_model_len.
+Each distinct query of a chunk is embedded once. The texts (with their prefixes) are tokenized here
+(embedding_inputs.TextEncoder); the engine pools them as the model's sentence-transformers config says (st_config);
+the score is that config's similarity function, cosine unless it names another, as `SentenceTransformer.similarity`
+computes it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,24 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from batchrank.prompts import PromptEncoder, embedding_query_text
+from batchrank.embedding_inputs import TextEncoder
 from batchrank.scoring.base import PreparedChunk
 from batchrank.scoring.requests import ChunkRequests, EngineRequests
+
+
+def similarity(name: str, queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """Row-wise similarity of two matrices of embeddings, as sentence-transformers defines it (distances
+    negated, so that higher is more similar)."""
+    if name == "cosine":
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        documents = documents / np.linalg.norm(documents, axis=1, keepdims=True)
+    if name in ("cosine", "dot"):
+        return np.einsum("ij,ij->i", queries, documents)
+    if name == "euclidean":
+        return -np.linalg.norm(queries - documents, axis=1)
+    if name == "manhattan":
+        return -np.abs(queries - documents).sum(axis=1)
+    raise ValueError(f"unknown similarity {name!r}")
 
 
 @dataclass
@@ -29,9 +46,9 @@ class EmbeddingScorer:
 
     kind = "embedding"
 
-    def __init__(self, encoder: PromptEncoder, instruction: str | None, requests: EngineRequests,
+    def __init__(self, encoder: TextEncoder, similarity_name: str, requests: EngineRequests,
                  description: dict[str, Any]):
-        self.encoder, self.instruction, self.requests = encoder, instruction, requests
+        self.encoder, self.similarity_name, self.requests = encoder, similarity_name, requests
         self.description = description
         self.chunks = ChunkRequests()
 
@@ -39,21 +56,22 @@ class EmbeddingScorer:
         queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
         unique = list(dict.fromkeys(queries))
         position = {q: i for i, q in enumerate(unique)}
-        query_tokens = self.encoder.encode_texts([embedding_query_text(q, self.instruction) for q in unique])
-        doc_tokens = self.encoder.encode_texts(documents)
+        query_tokens = self.encoder.encode_queries(unique)
+        doc_tokens = self.encoder.encode_documents(documents)
+        too_long = set(query_tokens.too_long)
         payload = _EmbeddingPayload(query_tokens.token_ids + doc_tokens.token_ids, len(unique),
                                     np.array([position[q] for q in queries]))
         tokens = query_tokens.num_tokens + doc_tokens.num_tokens
-        return PreparedChunk(len(queries), tokens, int(doc_tokens.truncated.sum()), payload)
+        return PreparedChunk(len(queries), tokens, int(doc_tokens.truncated.sum()), payload,
+                             too_long_rows=[i for i, q in enumerate(queries) if position[q] in too_long])
 
     def submit(self, key: int, prepared: PreparedChunk) -> None:
         payload: _EmbeddingPayload = prepared.payload
 
-        def finish(vectors: list[list[float]]) -> np.ndarray:
+        def finish(vectors: list[Any]) -> np.ndarray:
             matrix = np.stack([np.asarray(vector, dtype=np.float64) for vector in vectors])
-            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
             queries, documents = matrix[: payload.queries], matrix[payload.queries :]
-            return np.einsum("ij,ij->i", queries[payload.query_of_pair], documents)
+            return similarity(self.similarity_name, queries[payload.query_of_pair], documents)
 
         self.chunks.open(key, len(payload.token_ids), finish)
         ids = [ChunkRequests.request_id(key, position) for position in range(len(payload.token_ids))]

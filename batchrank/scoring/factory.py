@@ -10,14 +10,16 @@ from typing import Any
 
 from batchrank.errors import SpecError
 from batchrank.model_dir import ModelDirectory
-from batchrank.prompts import PromptEncoder, Template, parse_template, resolve_instruction
 from batchrank.scoring.base import EnginePlacement, ModelFacts, Scorer
-from batchrank.scoring.kinds import default_template, detect_model_kind
-from batchrank.spec import JobSpec, ModelKind
+from batchrank.scoring.input_format import InputFormat
+from batchrank.scoring.kinds import detect_model_kind
+from batchrank.spec import JobSpec
 
 DTYPES = ("auto", "float32", "float", "float16", "half", "bfloat16")
 _SET_ELSEWHERE = {"model": "model.path", "dtype": "model.dtype", "max_model_len": "model.max_model_len",
                   "trust_remote_code": "model.trust_remote_code", "runner": "model.kind"}
+# What the checks in `inspect` cut prompts to when nothing names a length (vLLM's own default then).
+_DEFAULT_MAX_MODEL_LEN = 2048
 
 
 @lru_cache(maxsize=1)
@@ -30,28 +32,6 @@ def vllm_engine_keys() -> frozenset[str]:
     return frozenset(own | {f.name for f in dataclasses.fields(EngineArgs)})
 
 
-def _template_of(spec: JobSpec, kind: ModelKind) -> Template | None:
-    if kind == "embedding":
-        if spec.prompt.template:
-            raise SpecError("prompt.template: an embedding model embeds query and document apart; remove it")
-        return None
-    return parse_template(spec.prompt.template or default_template(kind) or "sep")
-
-
-def input_format(spec: JobSpec, kind: ModelKind, template: Template | None) -> dict[str, Any]:
-    """What the model is fed, in words a user can check against the model card (run.json, `batchrank validate`)."""
-    if template is None:
-        instruction = spec.prompt.instruction
-        query = "Instruct: {instruction}\\nQuery: {query}" if instruction else "{query}"
-        return {"kind": kind, "query": query, "document": "{document}", "instruction": instruction,
-                "truncation": "each side cut at its end to fit max_model_len"}
-    described = {"kind": kind, "template": template.name, "prompt": template.text(),
-                 "truncation": "document tokens only, from the end, to fit max_model_len"}
-    if template.uses_instruction:
-        described["instruction"] = resolve_instruction(spec.prompt.instruction)
-    return described
-
-
 class VllmScorerFactory:
     """Scorers on an in-process vLLM engine. `keep_engine`: leave the engine running after the job for the next one
     in this process (the CLI, whose process ends with its job, and test sessions); a Python caller gets it released."""
@@ -62,7 +42,7 @@ class VllmScorerFactory:
     def inspect(self, spec: JobSpec) -> ModelFacts:
         directory = ModelDirectory.open(spec.model.path)
         kind = detect_model_kind(spec.model, directory)
-        template = _template_of(spec, kind)
+        form = InputFormat.of(spec, kind, directory)
         if spec.model.dtype not in DTYPES:
             raise SpecError(f"model.dtype {spec.model.dtype!r}: not a dtype vLLM takes; use one of "
                             f"{', '.join(DTYPES)}")
@@ -72,8 +52,13 @@ class VllmScorerFactory:
                             f"{limit} tokens ({directory.path / 'config.json'}); lower it, or leave it out to use "
                             "the model's limit")
         self._check_engine_keys(spec.model.engine)
-        return ModelFacts(kind, input_format(spec, kind, template), spec.model.max_model_len or limit,
-                          directory.fingerprint(), directory.weight_bytes)
+        max_model_len = spec.model.max_model_len or limit
+        tokenizer = form.load_tokenizer(spec)
+        # Building the encoder checks the format against the tokenizer (a pair encoding it cannot reproduce, a
+        # document prefix that fills max_model_len) before anything is written.
+        encoder = form.encoder(tokenizer, max_model_len or _DEFAULT_MAX_MODEL_LEN)
+        return ModelFacts(kind, form.describe(tokenizer, encoder), max_model_len, directory.fingerprint(),
+                          directory.weight_bytes, warnings=tuple(form.warnings(tokenizer, encoder)))
 
     @staticmethod
     def _check_engine_keys(engine: dict[str, Any]) -> None:
@@ -91,11 +76,10 @@ class VllmScorerFactory:
                 raise SpecError(f"model.engine.{key}: not an argument of this vLLM's engine{hint}")
 
     def too_long_queries(self, spec: JobSpec, facts: ModelFacts, queries: list[str]) -> list[int]:
-        template = _template_of(spec, facts.kind)
-        if template is None or not facts.max_model_len:
+        if not facts.max_model_len:
             return []
-        encoder = PromptEncoder(_tokenizer(spec), template, spec.prompt.instruction, facts.max_model_len)
-        return encoder.too_long_queries(queries)
+        form = InputFormat.of(spec, facts.kind, ModelDirectory.open(spec.model.path))
+        return form.encoder(form.load_tokenizer(spec), facts.max_model_len).too_long_queries(queries)
 
     def create(self, spec: JobSpec, placement: EnginePlacement) -> Scorer:
         from batchrank.scoring import engine
@@ -105,21 +89,16 @@ class VllmScorerFactory:
 
         directory = ModelDirectory.open(spec.model.path)
         kind = detect_model_kind(spec.model, directory)
-        template = _template_of(spec, kind)
+        form = InputFormat.of(spec, kind, directory)
         arguments = engine.engine_arguments(spec, kind, directory, placement.engines_per_gpu)
+        if form.sentence is not None:  # explicit, so that vLLM 0.26 and 0.32 pool alike (st_config.py)
+            arguments["pooler_config"] = form.sentence.pooler_config()
         engine.use_batch_invariant_kernels(spec.model.batch_invariant)
+        tokenizer = form.load_tokenizer(spec)
         requests = EngineRequests(arguments, "embed" if kind == "embedding" else "classify", self.keep_engine)
-        described = {"kind": kind, "input_format": input_format(spec, kind, template),
-                     "template": template.name if template else "embedding",
+        encoder = form.encoder(tokenizer, requests.max_model_len)
+        described = {"kind": kind, "input_format": form.describe(tokenizer, encoder), "template": form.template_name,
                      "batch_invariant": spec.model.batch_invariant}
-        encoder = PromptEncoder(_tokenizer(spec), template or parse_template("sep"), spec.prompt.instruction,
-                                requests.max_model_len)
-        if kind == "embedding":
-            return EmbeddingScorer(encoder, spec.prompt.instruction, requests, described)
+        if form.sentence is not None:
+            return EmbeddingScorer(encoder, form.sentence.similarity, requests, described)
         return PairScorer(kind, encoder, requests, described)
-
-
-def _tokenizer(spec: JobSpec) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(spec.model.path, trust_remote_code=spec.model.trust_remote_code)

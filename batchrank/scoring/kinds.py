@@ -30,4 +30,6 @@ def detect_model_kind(model: ModelSpec, directory: ModelDirectory) -> ModelKind:
 
 
 def default_template(kind: ModelKind) -> str | None:
-    return {"qwen3-yes-no": "qwen3", "cross-encoder": "sep", "embedding": None}[kind]
+    """qwen3 for the Qwen3-Reranker format; pair (the tokenizer's own pair encoding) for cross-encoders; none for
+    embedding models, which embed query and document apart."""
+    return {"qwen3-yes-no": "qwen3", "cross-encoder": "pair", "embedding": None}[kind]

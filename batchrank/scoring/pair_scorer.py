@@ -1,8 +1,10 @@
 """Scoring a (query, document) pair in one prompt: Qwen3-Reranker's P(yes), or a cross-encoder's label probability.
 
-The prompt's token ids are built here (prompts.PromptEncoder: the template, truncating the document side only), so
-the engine scores exactly the ids the model card prescribes; a chunk's pairs go to the engine grouped by query and
-shortest first (their shared prefix is cached once, batches stay dense).
+The prompt's token ids are built here (a text template by prompts.PromptEncoder, or a cross-encoder tokenizer's own
+pair encoding by pair_encoding.PairEncoder, truncating the document side only), so the engine scores exactly the
+ids the model card prescribes; a pair encoding's token types go with them (where the document segment starts). A
+chunk's pairs go to the engine grouped by query and shortest first (a shared prefix is cached once, batches stay
+dense).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from batchrank.pair_encoding import PairEncoder
 from batchrank.prompts import PromptEncoder
 from batchrank.scoring.base import PreparedChunk, order_for_engine
 from batchrank.scoring.requests import ChunkRequests, EngineRequests
@@ -23,12 +26,14 @@ from batchrank.spec import ModelKind
 class _PairPayload:
     token_ids: list[list[int]]  # in engine order
     order: np.ndarray  # engine position -> chunk row
+    token_type_starts: list[int] | None  # in engine order; None: every token type 0
 
 
 class PairScorer:
     """Implements scoring.base.Scorer for the qwen3-yes-no and cross-encoder kinds."""
 
-    def __init__(self, kind: ModelKind, encoder: PromptEncoder, requests: EngineRequests, description: dict[str, Any]):
+    def __init__(self, kind: ModelKind, encoder: PromptEncoder | PairEncoder, requests: EngineRequests,
+                 description: dict[str, Any]):
         self.kind, self.encoder, self.requests = kind, encoder, requests
         self.description = description
         self.chunks = ChunkRequests()
@@ -40,8 +45,10 @@ class PairScorer:
         lengths = np.array([len(ids) for ids in encoded.token_ids])
         order = order_for_engine(query_positions, lengths)
         token_ids = [encoded.token_ids[i] for i in order]
-        return PreparedChunk(len(queries), encoded.num_tokens, int(encoded.truncated.sum()),
-                             _PairPayload(token_ids, order), too_long_rows=encoded.too_long)
+        starts = encoded.token_type_starts
+        payload = _PairPayload(token_ids, order, None if starts is None else [starts[i] for i in order])
+        return PreparedChunk(len(queries), encoded.num_tokens, int(encoded.truncated.sum()), payload,
+                             too_long_rows=encoded.too_long)
 
     def submit(self, key: int, prepared: PreparedChunk) -> None:
         payload: _PairPayload = prepared.payload
@@ -54,7 +61,7 @@ class PairScorer:
 
         self.chunks.open(key, len(payload.token_ids), finish)
         ids = [ChunkRequests.request_id(key, position) for position in range(len(payload.token_ids))]
-        self.requests.add_many(ids, payload.token_ids)
+        self.requests.add_many(ids, payload.token_ids, payload.token_type_starts)
 
     def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
         # Qwen3 yes/no: one probability, P(yes). A classifier: the last label's probability.
