@@ -17,7 +17,6 @@ import polars as pl
 import pytest
 import yaml
 
-import batchrank
 from conftest import BATCHRANK, REPO, make_pairs, run_cli, write_job, write_parquet
 
 FAKE_BATCHRANK = [sys.executable, str(Path(__file__).with_name("fake_scorer.py"))]
@@ -138,22 +137,39 @@ def test_stdout_holds_results_only_and_the_engine_log_keeps_the_rest(pairs: Path
 # --- the Python API: what a pipeline task writes; many jobs in one process -----------------------------------------
 
 
+API_JOBS = """
+import json, sys
+import batchrank
+from batchrank.scoring import engine
+
+job, root = sys.argv[1], sys.argv[2]
+report = []
+for length in (200, 224, 256):  # three engines of different settings, one after another, in one process
+    spec = batchrank.load_spec(job, [f"model.max_model_len={length}", f"output.path={root}/{length}"])
+    result = batchrank.run_job(spec)
+    report.append({"pairs": result.total_pairs, "output": result.output, "engines_held": len(engine._ENGINES),
+                   "type": type(result).__name__})
+try:
+    batchrank.run_job(batchrank.load_spec(job, ["model.path=/nope"]))
+except batchrank.SpecError as error:
+    report.append({"error": str(error)})
+print(json.dumps(report))
+"""
+
+
 def test_the_python_api_runs_jobs_back_to_back_and_releases_each_engine(pairs: Path, tiny_model: str,
                                                                         tmp_path: Path) -> None:
-    from batchrank.scoring import engine
-
+    """A pipeline task's process: several jobs through the API, each engine released when its job ends (before, the
+    third job of a process failed for the memory the first two still held)."""
     job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
-    held_before = len(engine._ENGINES)  # the test session keeps an engine of its own for the CLI tests
-    results = []
-    for length in (200, 224, 256):  # three engines of different settings, one after another
-        spec = batchrank.load_spec(job, [f"model.max_model_len={length}", f"output.path={tmp_path / str(length)}"])
-        results.append(batchrank.run_job(spec))
-        assert len(engine._ENGINES) == held_before, "the job's engine is released when the job ends"
-    for result in results:
-        assert isinstance(result, batchrank.JobResult) and result.total_pairs == 20 and not result.already_complete
-        assert pl.read_parquet(f"{result.output}/scores/part-000000.parquet").height == 20
-    with pytest.raises(batchrank.SpecError, match="model.path /nope: no such directory"):
-        batchrank.run_job(batchrank.load_spec(job, ["model.path=/nope"]))
+    done = subprocess.run([sys.executable, "-c", API_JOBS, str(job), str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for length, entry in zip((200, 224, 256), report[:3], strict=True):
+        assert entry == {"pairs": 20, "output": str(tmp_path / str(length)), "engines_held": 0, "type": "JobResult"}
+        assert pl.read_parquet(f"{entry['output']}/scores/part-000000.parquet").height == 20
+    assert report[3]["error"].startswith("model.path /nope: no such directory")
 
 
 def test_the_readme_example_runs_as_written(tmp_path: Path, fake_engine: None) -> None:

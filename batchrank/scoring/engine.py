@@ -131,7 +131,10 @@ def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
 
 
 def release_engine(arguments: dict[str, Any]) -> None:
-    """Stop the engine started for these arguments (its GPU memory and engine-core process go with it)."""
+    """Stop the engine started for these arguments (its GPU memory and engine-core process go with it).
+
+    (On the CPU build the engine core runs in this process and shares torch.distributed's state with any other
+    engine the process holds: a process that keeps one engine should not release another beside it.)"""
     held = _ENGINES.pop(_engine_key(arguments), None)
     if held is not None:
         _shutdown(held[0])

@@ -4,21 +4,15 @@ Everything batchrank reads or writes goes through it, so no other module asks wh
 methods batchrank uses (`/`, name, parent, exists, read_text, unlink, ...) plus the ones a job needs: atomic
 writes, one-request listings, globs, and the pyarrow filesystem and polars options to read Parquet with.
 
-Atomicity: a local file is written to a temporary name beside it, fsynced and renamed into place (and its directory
-fsynced); an object is written in one upload, which the store makes visible whole at the end or not at all, so a
-reader never sees half a file and objects leave no temporaries behind.
+Atomic writes are atomic.py's; globs over many files, listing.py's.
 """
 
 from __future__ import annotations
 
-import glob as local_glob
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -26,10 +20,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from batchrank.errors import StorageError
-from batchrank.storage import filesystems
-from batchrank.storage.globbing import fixed_prefix, has_wildcards, segments_match
-
-TEMPORARY_MARK = ".tmp-"  # `.NAME.tmp-PID`: a file being written; never read as a result
+from batchrank.storage import atomic, filesystems
+from batchrank.storage.atomic import TEMPORARY_MARK
+from batchrank.storage.globbing import segments_match
 
 
 @dataclass(frozen=True)
@@ -212,30 +205,12 @@ class StoragePath:
         if self._local is not None:
             self._local.mkdir(parents=True, exist_ok=True)
 
-    @contextmanager
-    def atomic_writer(self) -> Iterator[BinaryIO]:
+    def atomic_writer(self) -> AbstractContextManager[BinaryIO]:
         """A binary handle whose bytes become this file when the block ends; if the block raises, this file is left
         as it was and nothing half-written remains (a full disk leaves no temporary behind)."""
         if self._local is None:
-            buffer = BytesIO()
-            yield buffer
-            # pyarrow cannot abort an upload: an interrupt between opening the stream and the one write completes an
-            # empty object, which every reader of batchrank's files takes as damaged (a part is scored again).
-            with self.filesystem.open_output_stream(self.filesystem_path) as stream:
-                stream.write(buffer.getbuffer())
-            return
-        self._local.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._local.with_name(f".{self._local.name}{TEMPORARY_MARK}{os.getpid()}")
-        try:
-            with open(temporary, "wb") as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self._local)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        _fsync_directory(self._local.parent)
+            return atomic.object_writer(self.filesystem, self.filesystem_path)
+        return atomic.local_writer(self._local)
 
     def write_bytes(self, data: bytes | memoryview) -> None:
         """Atomic: a reader sees the previous content or the new one, never part of it."""
@@ -245,29 +220,12 @@ class StoragePath:
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
 
-    @contextmanager
-    def local_staging_file(self) -> Iterator[Path]:
+    def local_staging_file(self) -> AbstractContextManager[Path]:
         """A local file to write a large output into (e.g. a sorted copy), which becomes this file atomically when
         the block ends: renamed into place beside it, or uploaded in one streamed upload."""
-        if self._local is not None:
-            self._local.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self._local.with_name(f".{self._local.name}{TEMPORARY_MARK}{os.getpid()}")
-            try:
-                yield temporary
-                with open(temporary, "rb+") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(temporary, self._local)
-            finally:
-                temporary.unlink(missing_ok=True)
-            _fsync_directory(self._local.parent)
-            return
-        with tempfile.TemporaryDirectory(prefix="batchrank-staging-") as scratch:
-            local = Path(scratch) / self.name
-            yield local
-            # Streamed (multipart) upload: whole at the end. (An interrupt in the middle completes what was sent;
-            # its one user, the staged copy of the input, is written before job.json, so a stopped run stages again.)
-            with open(local, "rb") as reader, self.filesystem.open_output_stream(self.filesystem_path) as writer:
-                shutil.copyfileobj(reader, writer, length=8 << 20)
+        if self._local is None:
+            return atomic.object_staging(self.filesystem, self.filesystem_path, self.name)
+        return atomic.local_staging(self._local)
 
     def unlink(self, missing_ok: bool = False) -> None:
         if self._local is not None:
@@ -325,46 +283,3 @@ class StoragePath:
             return False
         return segments_match(self.key.split("/"), wanted.key.split("/"))
 
-
-def glob(pattern: str) -> list[StoragePath]:
-    """Files matching a glob, sorted, with the glob module's rules (storage.globbing): one listing under the
-    pattern's fixed prefix for a store."""
-    if not StoragePath.is_uri(pattern):
-        return sorted(StoragePath(Path(p)) for p in local_glob.glob(pattern, recursive=True) if Path(p).is_file())
-    uri = StoragePath.of(pattern)
-    if has_wildcards(uri.bucket):
-        raise StorageError(f"{pattern}: a wildcard in the bucket name is not supported")
-    segments = uri.key.split("/")
-    base = StoragePath(None, uri.scheme, uri.bucket, "/".join(fixed_prefix(segments)))
-    wanted = segments[len(base.key.split("/")) if base.key else 0:]
-    selector = pafs.FileSelector(base.filesystem_path, allow_not_found=True, recursive=len(wanted) > 1 or "**" in wanted)
-    matches = []
-    for info in uri.filesystem.get_file_info(selector):
-        if info.type != pafs.FileType.File:
-            continue
-        relative = info.path[len(base.filesystem_path):].strip("/").split("/")
-        if segments_match(relative, wanted):
-            matches.append(StoragePath.of(f"{uri.scheme}://{info.path}"))
-    return sorted(matches)
-
-
-def glob_base(pattern: str) -> StoragePath:
-    """The directory (or prefix) of a glob before its first segment with a wildcard."""
-    if not StoragePath.is_uri(pattern):
-        return StoragePath(Path("/".join(fixed_prefix(pattern.split("/"))) or "."))
-    uri = StoragePath.of(pattern)
-    return StoragePath(None, uri.scheme, uri.bucket, "/".join(fixed_prefix(uri.key.split("/"))))
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (a power loss after it cannot bring the old file back)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the rename itself has happened
-    finally:
-        os.close(descriptor)
