@@ -89,7 +89,6 @@ class RunSpec(_Strict):
     )
     chunk_size: int = Field(default=2000, gt=0, description="pairs per chunk (whole queries; see plan.py)")
     max_attempts: int = Field(default=2, gt=0, description="tries per chunk before the job stops")
-    prefetch_chunks: int = Field(default=2, ge=0, description="chunks read and tokenized ahead of the engine")
     num_workers: int | Literal["auto"] = Field(
         default="auto", description="Ray actors; auto = GPUs / tensor_parallel_size (1 without GPUs)"
     )
@@ -100,7 +99,10 @@ class RunSpec(_Strict):
         default="auto", description="vLLM engines sharing each GPU, one Ray actor each: a small model leaves the "
         "GPU waiting on one engine's CPU work. auto: 2 for weights up to 4 GiB, else 1; always 1 without GPUs"
     )
-    chunks_in_flight_per_worker: int = Field(default=2, gt=0)
+    chunks_in_flight_per_worker: int = Field(
+        default=2, gt=0, description="chunks each engine holds at once (local and Ray alike): while one finishes in "
+        "the engine, the next is already queued in it and a third may be read and tokenized; 1 drains the engine at "
+        "every chunk's end")
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
 
     @model_validator(mode="before")
@@ -109,6 +111,9 @@ class RunSpec(_Strict):
         if isinstance(values, dict) and "engine_batch_pairs" in values:
             raise ValueError("engine_batch_pairs was removed: the engine is now fed across chunk boundaries "
                              "without it (docs/perf-notes.md); delete the key")
+        if isinstance(values, dict) and "prefetch_chunks" in values:
+            raise ValueError("prefetch_chunks was removed: chunks_in_flight_per_worker says how many chunks each "
+                             "engine holds, read and tokenized ahead, in both executors")
         return values
 
     @field_validator("num_workers", "engines_per_gpu")
