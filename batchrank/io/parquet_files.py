@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from batchrank.storage import StoragePath
 
 _MAGIC = b"PAR1"
+_TAIL_BYTES = 64 << 10  # a part's footer is a few KiB; an input file's with many row groups may need a second read
 
 
 def read_metadata(path: StoragePath) -> pq.FileMetaData:
@@ -29,23 +30,28 @@ def read_schema(path: StoragePath) -> pa.Schema:
 
 
 def read_footer(path: StoragePath) -> tuple[pq.FileMetaData, str, int]:
-    """The footer, a digest of its bytes and the file's size, in two small reads. The footer describes every row
-    group (rows, byte sizes, offsets, column statistics), so a rewritten file gets another digest while a file that
-    was only touched keeps its own."""
+    """The footer, a digest of its bytes and the file's size, in one read of the file's tail (a second one only for
+    a footer longer than _TAIL_BYTES; in a store, each read is a request). The footer describes every row group
+    (rows, byte sizes, offsets, column statistics), so a rewritten file gets another digest while a file that was
+    only touched keeps its own."""
     with path.open_input_file() as handle:
         size = handle.size()
         if size < 12:
             raise pa.ArrowInvalid(f"{size} bytes is too small for a Parquet file")
-        handle.seek(size - 8)
-        tail = handle.read(8)
-        if tail[4:] != _MAGIC:
+        tail_start = max(0, size - _TAIL_BYTES)
+        handle.seek(tail_start)
+        tail = handle.read(size - tail_start)
+        if tail[-4:] != _MAGIC:
             raise pa.ArrowInvalid("not a Parquet file (no PAR1 at its end)")
-        length = int.from_bytes(tail[:4], "little")
+        length = int.from_bytes(tail[-8:-4], "little")
         if length > size - 12:
             raise pa.ArrowInvalid("the footer length is larger than the file")
-        handle.seek(size - 8 - length)
-        footer = handle.read(length)
-    metadata = pq.read_metadata(pa.BufferReader(_MAGIC + footer + tail))
+        if length + 8 <= len(tail):
+            footer = tail[len(tail) - 8 - length : len(tail) - 8]
+        else:
+            handle.seek(size - 8 - length)
+            footer = handle.read(length)
+    metadata = pq.read_metadata(pa.BufferReader(_MAGIC + footer + tail[-8:]))
     return metadata, hashlib.sha256(footer).hexdigest(), size
 
 

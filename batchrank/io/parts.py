@@ -36,6 +36,7 @@ class PartWritten:
     stats: ChunkStats
     part_bytes: int
     rejects_bytes: int = 0
+    part_mtime_ns: int = 0  # the part's modification time as its storage lists it (0: unknown)
 
 
 def rank_within_queries(scored: pl.DataFrame) -> pl.DataFrame:

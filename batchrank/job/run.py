@@ -18,7 +18,7 @@ from batchrank.io.parts import PartWritten
 from batchrank.job.finish import finish
 from batchrank.job.planning import make_plan, resume
 from batchrank.job.preflight import Checked, check_job
-from batchrank.output.checkpoint import PartLedger, finished_chunks, remove_temporaries
+from batchrank.output.checkpoint import find_finished, remove_temporaries
 from batchrank.output.layout import OutputLayout
 from batchrank.output.lock import OutputLock
 from batchrank.pipeline.context import JobContext
@@ -104,13 +104,18 @@ def _run_locked(checked: Checked, layout: OutputLayout, factory: ScorerFactory, 
 def _score_and_finish(context: JobContext, factory: ScorerFactory, qrels: Qrels | None) -> JobResult:
     layout, manifest = context.layout, context.manifest
     remove_temporaries(layout)
-    done = finished_chunks(layout, manifest)
+    found = find_finished(layout, manifest)
+    done = found.done
     pending = [c for c in manifest.chunks if c.chunk_id not in done]
     if done:
         log.info("resuming: %d of %d chunks already scored, %d to go", len(done), len(manifest.chunks), len(pending))
+    if found.removed:
+        log.warning("%d damaged part(s) removed; their chunks are scored again", found.removed)
     progress = Progress(manifest.total_rows, sum(c.num_rows for c in manifest.chunks if c.chunk_id in done),
                         len(manifest.chunks), len(done))
-    ledger = PartLedger(layout)
+    ledger = found.ledger(layout)
+    if not found.ledger_is_compact:
+        ledger.compact()  # the next start (and `batchrank status`) reads one file and opens no part
 
     def on_part(part: PartWritten) -> None:
         done[part.stats.chunk_id] = part
@@ -125,6 +130,8 @@ def _score_and_finish(context: JobContext, factory: ScorerFactory, qrels: Qrels 
     finally:
         ledger.flush()
         progress.close()
+    if pending:
+        ledger.compact()
     run_info = finish(context, done, len(pending), progress, execution)
     evaluation, report, report_error = _evaluate_and_report(layout, qrels, rewrite=True)
     return JobResult(str(layout.root.absolute()), run_info["pairs"], len(manifest.chunks), len(pending), False,

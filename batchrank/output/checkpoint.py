@@ -1,78 +1,58 @@
-"""The output directory as a checkpoint: which chunks are done, and the ledger that says so cheaply.
+"""The output directory as a checkpoint: which chunks are done.
 
 A chunk is done when its part is readable and, with the rows its footer says were rejected (whose rejects piece
 holds exactly those), accounts for every planned row; anything else is scored again. Opening every part to check
-that would cost one read per part on every start (50,000 at a billion pairs), so the driver also records each
-finished part in OUTPUT/ledger/ (its size and stats, in batches): on resume one listing of scores/ is matched
-against the ledger, and only parts the ledger does not vouch for (written after its last batch, or of another
-size) are opened, in parallel.
+that would cost one read per part on every start (50,000 at a billion pairs; three requests each in a store), so
+the driver records each finished part in OUTPUT/ledger/ (ledger.py): on resume one listing of scores/ (a few
+pages in a store) is matched against the ledger by each part's size and modification time, and only the parts the
+ledger does not vouch for (written after its last batch, rewritten, cut short) are opened, in parallel.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import dataclass, field
 
 from batchrank.io import parquet_files
 from batchrank.io.parts import PART_STATS_KEY, ChunkStats, PartWritten
 from batchrank.output.layout import OutputLayout, chunk_id_of
+from batchrank.output.ledger import PartLedger, read_ledger
 from batchrank.output.manifest import Manifest
 from batchrank.plan import Chunk
-from batchrank.storage import StoragePath
+from batchrank.storage import FileInfo, StoragePath
 
-LEDGER_BATCH_PARTS = 256
-LEDGER_BATCH_SECONDS = 30.0
+__all__ = ["FoundParts", "PartLedger", "clear", "find_finished", "finished_chunks", "remove_temporaries",
+           "verify_part"]
+
 _VERIFY_THREADS = 16
 
 
-class PartLedger:
-    """Finished parts, recorded by the driver as their workers report them and written in batches."""
+@dataclass
+class FoundParts:
+    """What a check of the output found: the chunks that are done, and how it knew."""
 
-    def __init__(self, layout: OutputLayout):
-        self.layout = layout
-        self._pending: list[PartWritten] = []
-        self._last_flush = time.monotonic()
+    done: dict[int, PartWritten]
+    ledger_files: list[StoragePath] = field(default_factory=list)  # the ledger files read
+    opened: int = 0  # parts the ledger did not vouch for, checked by reading their footer
+    removed: int = 0  # damaged parts removed (with repair), to be scored again
 
-    def record(self, part: PartWritten) -> None:
-        self._pending.append(part)
-        if len(self._pending) >= LEDGER_BATCH_PARTS or time.monotonic() - self._last_flush > LEDGER_BATCH_SECONDS:
-            self.flush()
+    def ledger(self, layout: OutputLayout) -> PartLedger:
+        """The ledger a run continues: every part found done, and the files to replace when it is compacted."""
+        return PartLedger(layout, self.done, self.ledger_files)
 
-    def flush(self) -> None:
-        """Write the parts recorded since the last batch (one small file; a lost batch only costs reads later)."""
-        if not self._pending:
-            return
-        entries = [{"part_bytes": p.part_bytes, "rejects_bytes": p.rejects_bytes, "stats": asdict(p.stats)}
-                   for p in self._pending]
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
-        try:
-            (self.layout.ledger / name).write_text(json.dumps(entries))
-        except OSError:
-            return  # the parts themselves are the checkpoint; a missing batch only means more reads on resume
-        self._pending.clear()
-        self._last_flush = time.monotonic()
+    @property
+    def ledger_is_compact(self) -> bool:
+        """Whether the ledger already holds every part found, in one file (nothing to gain from a compaction)."""
+        return self.opened == 0 and len(self.ledger_files) <= 1
 
 
-def read_ledger(layout: OutputLayout) -> dict[int, PartWritten]:
-    """Every part the ledger records (a later batch wins); unreadable batches are skipped."""
-    recorded: dict[int, PartWritten] = {}
-    for path, _ in layout.ledger.list_files(".json", recursive=False):
-        try:
-            for entry in json.loads(path.read_text()):
-                stats = ChunkStats(**entry["stats"])
-                recorded[stats.chunk_id] = PartWritten(stats, int(entry["part_bytes"]), int(entry["rejects_bytes"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return recorded
-
-
-def verify_part(layout: OutputLayout, chunk: Chunk) -> PartWritten | None:
-    """The part of `chunk` when it exists and accounts for every row of the chunk; None otherwise."""
+def verify_part(layout: OutputLayout, chunk: Chunk, listed: FileInfo | None = None) -> PartWritten | None:
+    """The part of `chunk` when it exists and accounts for every row of the chunk; None otherwise. `listed`: the
+    part's size and time from a listing (else they are asked for)."""
     path = layout.part(chunk.chunk_id)
     try:
+        info = listed if listed is not None else path.info()
         metadata, _, size = parquet_files.read_footer(path)
         stats = ChunkStats(**json.loads((metadata.metadata or {})[PART_STATS_KEY]))
         rejects_bytes = 0
@@ -85,50 +65,70 @@ def verify_part(layout: OutputLayout, chunk: Chunk) -> PartWritten | None:
         return None
     if metadata.num_rows + stats.rejected_pairs != chunk.num_rows or stats.chunk_id != chunk.chunk_id:
         return None
-    return PartWritten(stats, size, rejects_bytes)
+    if stats.pairs != metadata.num_rows:
+        return None
+    return PartWritten(stats, size, rejects_bytes, info.mtime_ns)
+
+
+def find_finished(layout: OutputLayout, manifest: Manifest, repair: bool = True) -> FoundParts:
+    """The chunks that are done, by one listing of the parts checked against the ledger; a part the ledger does
+    not vouch for is opened (in parallel), and with `repair` a damaged one is removed so that it is scored again.
+    Without `repair` nothing is written (what `batchrank status` needs while a run goes on)."""
+    listed = _listing(layout.scores)
+    if not listed:
+        return FoundParts({})
+    rejects = {chunk_id: info.size for chunk_id, info in _listing(layout.rejects_dir).items()}
+    recorded, files = read_ledger(layout)
+    resolution = layout.scores.mtime_resolution_ns
+    found = FoundParts({}, files)
+    unsure: list[Chunk] = []
+    for chunk in manifest.chunks:
+        info = listed.get(chunk.chunk_id)
+        if info is None:
+            continue
+        entry = recorded.get(chunk.chunk_id)
+        if entry is not None and _vouches(entry, chunk, info, rejects, resolution):
+            found.done[chunk.chunk_id] = entry
+        else:
+            unsure.append(chunk)
+    found.opened = len(unsure)
+    if not unsure:
+        return found
+    with ThreadPoolExecutor(min(_VERIFY_THREADS, len(unsure))) as pool:
+        checked = pool.map(lambda c: verify_part(layout, c, listed[c.chunk_id]), unsure)
+        for chunk, verified in zip(unsure, checked, strict=True):
+            if verified is not None:
+                found.done[chunk.chunk_id] = verified
+            elif repair:
+                layout.part(chunk.chunk_id).unlink(missing_ok=True)
+                found.removed += 1
+    return found
 
 
 def finished_chunks(layout: OutputLayout, manifest: Manifest, repair: bool = True) -> dict[int, PartWritten]:
-    """The chunks that are done, by one listing of the parts checked against the ledger; a part neither vouches
-    for is opened (in parallel), and with `repair` a damaged one is removed so that it is scored again."""
-    listed = _sizes(layout.scores)
-    if not listed:
-        return {}
-    rejects = _sizes(layout.rejects_dir)
-    recorded = read_ledger(layout)
-    done: dict[int, PartWritten] = {}
-    unsure: list[Chunk] = []
-    for chunk in manifest.chunks:
-        size = listed.get(chunk.chunk_id)
-        if size is None:
-            continue
-        entry = recorded.get(chunk.chunk_id)
-        if entry is not None and entry.part_bytes == size and _accounts_for(entry, chunk, rejects):
-            done[chunk.chunk_id] = entry
-        else:
-            unsure.append(chunk)
-    with ThreadPoolExecutor(min(_VERIFY_THREADS, max(1, len(unsure)))) as pool:
-        for chunk, verified in zip(unsure, pool.map(lambda c: verify_part(layout, c), unsure), strict=True):
-            if verified is not None:
-                done[chunk.chunk_id] = verified
-            elif repair:
-                layout.part(chunk.chunk_id).unlink(missing_ok=True)
-    return done
+    """find_finished's chunks that are done."""
+    return find_finished(layout, manifest, repair).done
 
 
-def _accounts_for(entry: PartWritten, chunk: Chunk, rejects: dict[int, int]) -> bool:
-    stats = entry.stats
-    if stats.rejected_pairs and rejects.get(chunk.chunk_id) != entry.rejects_bytes:
+def _vouches(entry: PartWritten, chunk: Chunk, listed: FileInfo, rejects: dict[int, int], resolution: int) -> bool:
+    """Whether a ledger entry speaks for the part listed now: the same file (size and time) and a chunk it
+    accounts for whole. Anything else is opened."""
+    if entry.part_bytes != listed.size or not entry.part_mtime_ns:
         return False
-    return stats.pairs + stats.rejected_pairs == chunk.num_rows
+    if abs(entry.part_mtime_ns - listed.mtime_ns) >= resolution:
+        return False
+    stats = entry.stats
+    if stats.chunk_id != chunk.chunk_id or stats.pairs + stats.rejected_pairs != chunk.num_rows:
+        return False
+    return not stats.rejected_pairs or rejects.get(chunk.chunk_id) == entry.rejects_bytes
 
 
-def _sizes(directory: StoragePath) -> dict[int, int]:
+def _listing(directory: StoragePath) -> dict[int, FileInfo]:
     found = {}
-    for path, size in directory.list_files(".parquet", recursive=False):
-        chunk_id = chunk_id_of(path.name)
+    for name, info in directory.list_names(".parquet"):
+        chunk_id = chunk_id_of(name)
         if chunk_id is not None:
-            found[chunk_id] = size
+            found[chunk_id] = info
     return found
 
 

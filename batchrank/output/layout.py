@@ -6,7 +6,7 @@ OUTPUT/
   rejects/              with input.on_bad_rows: skip: plan.parquet (rows rejected before scoring) and
                         part-*.parquet (rows of a chunk rejected while scoring, written before its scores part)
   rejects.parquet       with input.on_bad_rows: skip: every rejected row with its reason, merged at the end
-  ledger/*.json         batches of finished parts (size, rows, stats), so a resume need not open every part
+  ledger/*.json         finished parts as the driver recorded them (size, time, stats): a resume opens none (ledger.py)
   staging/              a copy of the input grouped by query, when its queries were scattered (removed at the end)
   run.json, _SUCCESS    written when every part exists; _SUCCESS last
   eval.json             metrics against eval.qrels
@@ -71,7 +71,9 @@ class OutputLayout:
                 self.report_html]
 
     def result_directories(self) -> list[StoragePath]:
-        return [self.scores, self.ledger, self.staging, self.rejects_dir, self.report_images]
+        # The ledger first: a kill in the middle of a clear leaves parts without entries (opened on the next
+        # start), never entries without their parts.
+        return [self.ledger, self.scores, self.staging, self.rejects_dir, self.report_images]
 
     def written_examples(self) -> list[StoragePath]:
         """One file of each kind the job writes (to refuse an output whose files the input would pick up)."""

@@ -38,6 +38,8 @@ class ChunkWriter:
         path = self.layout.part(chunk.chunk_id)
         try:
             size = write_part(scored, path, stats)
+            # The ledger vouches for the part by the size and time a listing will show (one stat, or a HEAD).
+            mtime_ns = path.info().mtime_ns
         except OSError as error:
             raise RunFailure(f"{path}: cannot write the part: {error}") from error
-        return PartWritten(stats, size, rejects_bytes)
+        return PartWritten(stats, size, rejects_bytes, mtime_ns)
