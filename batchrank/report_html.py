@@ -1,7 +1,8 @@
 """OUTPUT/report.html: one self-contained page a person can open anywhere (no network: the plots are base64 PNGs).
 
 It shows the metrics table (when qrels were given), the per-query nDCG@10 change, the score distribution,
-throughput over the run (pairs/s of each chunk, from the parts' footer stats) and the job's settings (run.json).
+throughput over the run (pairs/s of each chunk, from the parts' stats as the ledger holds them) and the job's
+settings (run.json). The scores are read a batch of parts at a time (score_histogram): memory follows the batch.
 The PNGs are also written to OUTPUT/report/ for slides and issues.
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ import polars as pl
 from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI backend, PNGs through Agg
 from matplotlib.ticker import MaxNLocator
 
-from batchrank.eval import MEASURES, Evaluation
+from batchrank.eval import MEASURES, Evaluation, scan_scores
 from batchrank.io.parts import ChunkStats
 from batchrank.output.manifest import write_text_or_fail
 from batchrank.qrels import Qrels
@@ -88,29 +90,79 @@ def _ndcg_delta_png(evaluation: Evaluation) -> bytes:
     return _png(figure)
 
 
+@dataclass
+class ScoreHistogram:
+    """The score distribution as the plot needs it, gathered a batch of parts at a time."""
+
+    edges: np.ndarray
+    counts: np.ndarray  # every pair
+    relevant: np.ndarray  # scores of the judged relevant pairs (bounded by the qrels)
+    pairs: int
+    low: float
+    high: float
+    median: float
+    median_exact: bool
+
+
+def score_histogram(out: FinishedOutput, qrels: Qrels | None) -> ScoreHistogram:
+    """Bins as np.histogram_bin_edges makes them (sqrt(pairs) of them, 10 to 60, from min to max). An output of one
+    batch (results.BATCH_ROWS) is held whole and its median is exact; a bigger one is read twice (min and max, then
+    the counts), and its median is the centre of one of 2**16 bins between min and max."""
+    batches = list(out.part_batches())
+    relevant_pairs = None if qrels is None else qrels.frame.filter(pl.col("relevance") > 0).select("query_id", "doc_id")
+    if len(batches) == 1:
+        scores = scan_scores(batches[0], ["query_id", "doc_id", "score"]).collect()
+        values = scores["score"].to_numpy()
+        edges = np.histogram_bin_edges(values, bins=int(np.clip(np.sqrt(len(values)), 10, 60)))
+        relevant = (np.empty(0) if relevant_pairs is None else
+                    scores.join(relevant_pairs, on=["query_id", "doc_id"], how="semi")["score"].to_numpy())
+        return ScoreHistogram(edges, np.histogram(values, edges)[0], relevant, len(values), float(values.min()),
+                              float(values.max()), float(np.median(values)), True)
+    extremes = [scan_scores(b, ["score"]).select(pl.len(), low=pl.min("score"), high=pl.max("score")).collect().row(0)
+                for b in batches]
+    pairs = sum(n for n, _, _ in extremes)
+    low, high = min(lo for _, lo, _ in extremes), max(hi for _, _, hi in extremes)
+    edges = np.histogram_bin_edges([low, high], bins=int(np.clip(np.sqrt(pairs), 10, 60)))
+    fine = np.linspace(low, high, 2**16 + 1) if high > low else np.array([low, low + 1.0])
+    fine_range = (float(fine[0]), float(fine[-1]))
+    counts, fine_counts, relevant = np.zeros(len(edges) - 1, np.int64), np.zeros(len(fine) - 1, np.int64), []
+    for batch in batches:
+        scores = scan_scores(batch, ["query_id", "doc_id", "score"]).collect()
+        values = scores["score"].to_numpy()
+        counts += np.histogram(values, edges)[0]
+        fine_counts += np.histogram(values, len(fine) - 1, fine_range)[0]  # equal bins: no search per value
+        if relevant_pairs is not None:
+            relevant.append(scores.join(relevant_pairs, on=["query_id", "doc_id"], how="semi")["score"].to_numpy())
+    # The bins of the two middle values (0-based ranks (n-1)//2 and n//2), each taken at its centre.
+    middles = np.searchsorted(np.cumsum(fine_counts), [(pairs - 1) // 2 + 1, pairs // 2 + 1])
+    median = float(np.mean((fine[middles] + fine[middles + 1]) / 2))
+    return ScoreHistogram(edges, counts, np.concatenate(relevant) if relevant else np.empty(0), pairs, low, high,
+                          median, False)
+
+
 def _scores_png(out: FinishedOutput, qrels: Qrels | None) -> bytes:
-    scores = out.scan_scores("query_id", "doc_id", "score").collect()
+    summary = score_histogram(out, qrels)
+    bins, width = summary.edges, np.diff(summary.edges)
     figure = Figure(figsize=(8, 3.6), layout="constrained")
     axes = figure.add_subplot()
-    values = scores["score"].to_numpy()
-    bins = np.histogram_bin_edges(values, bins=int(np.clip(np.sqrt(len(values)), 10, 60)))
     if qrels is None:
-        axes.hist(values, bins=bins, color="#4c72b0")
+        axes.stairs(summary.counts, bins, fill=True, color="#4c72b0")
         axes.set_ylabel("pairs")
     else:
         # Densities, so that a few relevant pairs among millions stay visible next to the rest.
-        judged = scores.join(qrels.frame.filter(pl.col("relevance") > 0), on=["query_id", "doc_id"], how="left")
-        relevant = judged.filter(pl.col("relevance").is_not_null())["score"].to_numpy()
-        others = judged.filter(pl.col("relevance").is_null())["score"].to_numpy()
-        if len(others):
-            axes.hist(others, bins=bins, density=True, color="#bbb", label=f"other pairs ({len(others)})")
-        if len(relevant):
-            axes.hist(relevant, bins=bins, density=True, histtype="step", linewidth=2, color="#2e7d32",
-                      label=f"judged relevant ({len(relevant)})")
+        relevant = np.histogram(summary.relevant, bins)[0]
+        others = summary.counts - relevant
+        if others.sum():
+            axes.stairs(others / (others.sum() * width), bins, fill=True, color="#bbb",
+                        label=f"other pairs ({int(others.sum())})")
+        if relevant.sum():
+            axes.stairs(relevant / (relevant.sum() * width), bins, linewidth=2, color="#2e7d32",
+                        label=f"judged relevant ({int(relevant.sum())})")
         axes.set_ylabel("density")
         axes.legend()
     axes.set_xlabel("score")
-    axes.set_title(f"median {np.median(values):.4g}, min {values.min():.4g}, max {values.max():.4g}")
+    median = f"median {summary.median:.4g}" if summary.median_exact else f"median ≈{summary.median:.4g}"
+    axes.set_title(f"{median}, min {summary.low:.4g}, max {summary.high:.4g}")
     return _png(figure)
 
 
@@ -121,7 +173,9 @@ def _throughput_png(stats: list[ChunkStats]) -> bytes:
     rates = np.array([s.pairs / max(s.seconds, 1e-9) for s in stats])
     figure = Figure(figsize=(8, 3.6), layout="constrained")
     axes = figure.add_subplot()
-    axes.plot(elapsed / divisor, rates, "o-", color="#4c72b0", markersize=4, linewidth=1)
+    many = len(stats) > 2000  # thousands of chunks: dots, no line between them
+    axes.plot(elapsed / divisor, rates, "." if many else "o-", color="#4c72b0", markersize=1 if many else 4,
+              linewidth=1)
     # A chunk's seconds are its share of its engine's busy time, so an engine's chunks sum to its busy time; engines
     # run side by side, so the job's rate is all pairs over the busiest engine's time.
     busy: defaultdict[str, float] = defaultdict(float)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,10 +13,14 @@ import polars as pl
 from batchrank import storage
 from batchrank.errors import CheckpointError
 from batchrank.io import parquet_files
-from batchrank.io.parts import ChunkStats, read_part_stats
+from batchrank.io.parts import ChunkStats
+from batchrank.output.checkpoint import find_finished
 from batchrank.output.layout import OutputLayout
 from batchrank.output.manifest import Manifest, read_manifest
 from batchrank.storage import StoragePath
+
+# Rows a streaming step (eval, export, the report) holds at a time; a few hundred MiB of ids and scores at most.
+BATCH_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,31 @@ class FinishedOutput:
         ids = [c for c in ("query_id", "doc_id") if not columns or c in columns]
         return frame.with_columns(pl.col(c).cast(pl.String) for c in ids)
 
+    @property
+    def rows(self) -> int:
+        return sum(chunk.num_rows for chunk in self.manifest.chunks)
+
+    def part_batches(self, max_rows: int | None = None) -> Iterator[list[StoragePath]]:
+        """The parts in plan order, in batches of at most `max_rows` (default BATCH_ROWS) planned rows (a bigger
+        chunk alone): what a step that must not hold the whole output reads at a time. A query's rows are all in
+        one part."""
+        max_rows = max_rows or BATCH_ROWS
+        batch: list[StoragePath] = []
+        rows = 0
+        for chunk in self.manifest.chunks:
+            if batch and rows + chunk.num_rows > max_rows:
+                yield batch
+                batch, rows = [], 0
+            batch.append(self.layout.part(chunk.chunk_id))
+            rows += chunk.num_rows
+        if batch:
+            yield batch
+
     def chunk_stats(self) -> list[ChunkStats]:
-        """What each part's footer records about its chunk, in the order the chunks finished."""
-        return sorted((read_part_stats(p) for p in self.parts), key=lambda s: s.finished_at)
+        """What each part records about its chunk (from the ledger: no part opened unless the ledger lacks it), in
+        the order the chunks finished."""
+        done = find_finished(self.layout, self.manifest, repair=False).done
+        return sorted((part.stats for part in done.values()), key=lambda s: s.finished_at)
 
 
 def open_finished(output_dir: str | os.PathLike[str] | StoragePath) -> FinishedOutput:

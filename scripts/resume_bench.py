@@ -9,6 +9,7 @@ a fresh process as a user meets it:
 
 usage (repo root):
   python scripts/resume_bench.py make OUT --parts 50000 [--rows 20]   # OUT: a directory or s3://bucket/prefix
+      [--finished N]   # also run.json, _SUCCESS and OUT-qrels.parquet (every N-th query judged): for eval, export
   python scripts/resume_bench.py time OUT [--requests MOTO_LOG]       # MOTO_LOG: moto's request log, to count
 """
 
@@ -24,6 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from batchrank.io.parts import ChunkStats, PartWritten, rank_within_queries, write_part
@@ -33,7 +35,7 @@ from batchrank.output.manifest import Manifest, read_manifest, write_manifest
 from batchrank.plan import Chunk
 from batchrank.storage import StoragePath
 
-DOCS_PER_QUERY = 10
+DOCS_PER_QUERY = 10  # a query is whole in its part, as a plan cuts them
 BATCHRANK = str(Path(sys.executable).with_name("batchrank"))
 
 # The resume check as `batchrank run` makes it, in a fresh process; prints JSON with the seconds it took.
@@ -53,24 +55,51 @@ print(json.dumps({"done": len(done), "import_s": imported - started, "manifest_s
 """
 
 
+def _part_frame(chunk_id: int, rows: int) -> pl.DataFrame:
+    """Queries of DOCS_PER_QUERY pairs, ranked by a made-up score; first_stage_rank in document order."""
+    frame = pl.DataFrame({"row": np.arange(rows)}).select(
+        query_id=pl.format(f"q{chunk_id}-{{}}", pl.col("row") // DOCS_PER_QUERY),
+        doc_id=pl.format(f"d{chunk_id}-{{}}", pl.col("row")),
+        score=((pl.col("row") * 104729 + chunk_id * 7919) % 1000) / 1000,
+        first_stage_rank=(pl.col("row") % DOCS_PER_QUERY + 1).cast(pl.Int32),
+    )
+    return rank_within_queries(frame).select("query_id", "doc_id", "score", "rank", "first_stage_rank")
+
+
 def _write_parts(root: str, first: int, count: int, rows: int) -> list[PartWritten]:
     layout = OutputLayout(root)
     written = []
     for chunk_id in range(first, first + count):
-        queries = max(1, rows // DOCS_PER_QUERY)
-        frame = pl.DataFrame({
-            "query_id": [f"q{chunk_id}-{i % queries}" for i in range(rows)],
-            "doc_id": [f"d{chunk_id}-{i}" for i in range(rows)],
-            "score": [((chunk_id * 7919 + i * 104729) % 1000) / 1000 for i in range(rows)],
-        })
         stats = ChunkStats(chunk_id, rows, 40 * rows, 0, 0.5 + chunk_id % 3, time.time(), worker=f"worker-{chunk_id % 8}")
-        size = write_part(rank_within_queries(frame), layout.part(chunk_id), stats)
+        size = write_part(_part_frame(chunk_id, rows), layout.part(chunk_id), stats)
         info = layout.part(chunk_id).info()
         written.append(PartWritten(stats, size, part_mtime_ns=info.mtime_ns))
     return written
 
 
-def make(root: str, parts: int, rows: int, processes: int) -> None:
+def _finish(root: str, parts: int, rows: int, judged_every: int) -> None:
+    """run.json, _SUCCESS, and qrels beside the output (one relevant document for every judged_every-th query),
+    as eval, export and the report expect a finished job."""
+    layout = OutputLayout(root)
+    queries = rows // DOCS_PER_QUERY
+    judged = np.arange(0, parts * queries, judged_every)
+    qrels_path = str(StoragePath.of(root).parent / f"{StoragePath.of(root).name}-qrels.parquet")
+    qrels = pl.DataFrame({"chunk": judged // queries, "query": judged % queries}).select(
+        query_id=pl.format("q{}-{}", "chunk", "query"),
+        doc_id=pl.format("d{}-{}", "chunk", pl.col("query") * DOCS_PER_QUERY + 3), relevance=pl.lit(1))
+    with StoragePath.of(qrels_path).atomic_writer() as handle:
+        qrels.write_parquet(handle)
+    spec = {"input": {"path": "/nonexistent/fabricated.parquet", "columns": {}},
+            "model": {"path": "/nonexistent/model"}, "run": {"chunk_size": rows},
+            "output": {"path": root, "keep_columns": ["first_stage_rank"]}, "eval": {"qrels": qrels_path}}
+    run_info = {"spec": spec, "model": {"path": "/nonexistent/model", "kind": "fabricated"}, "chunks": parts,
+                "chunks_scored_this_run": parts, "pairs": parts * rows, "prompt_tokens": 40 * parts * rows,
+                "truncated_pairs": 0, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    layout.run_info.write_text(json.dumps(run_info, indent=1))
+    layout.success.write_text("")
+
+
+def make(root: str, parts: int, rows: int, processes: int, finished: int | None = None) -> None:
     layout = OutputLayout(root)
     chunks = [Chunk(i, i * rows, rows) for i in range(parts)]
     write_manifest(layout, Manifest({"input.files": [], "fabricated": True}, chunks, parts * rows, None,
@@ -85,6 +114,9 @@ def make(root: str, parts: int, rows: int, processes: int) -> None:
             for part in batch.result():
                 ledger.record(part)
     ledger.flush()
+    if finished:
+        ledger.compact()  # as a run leaves it at its end
+        _finish(root, parts, rows, finished)
     print(f"wrote {parts} parts of {rows} rows in {time.perf_counter() - started:.1f} s under {root}")
 
 
@@ -167,13 +199,15 @@ def main() -> None:
     made.add_argument("--parts", type=int, default=50_000)
     made.add_argument("--rows", type=int, default=20)
     made.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    made.add_argument("--finished", type=int, metavar="N", help="a finished job (run.json, _SUCCESS) and qrels "
+                      "judging every N-th query, for eval, export and the report")
     timed = commands.add_parser("time")
     timed.add_argument("output")
     timed.add_argument("--requests", help="moto server's request log: count the requests of each step")
     timed.add_argument("--skip-footers", action="store_true", help="do not time the check without the ledger")
     args = parser.parse_args()
     if args.command == "make":
-        make(args.output, args.parts, args.rows, args.processes)
+        make(args.output, args.parts, args.rows, args.processes, args.finished)
     else:
         for name, numbers in time_all(args.output, args.requests, not args.skip_footers).items():
             print(f"{name}: {json.dumps(numbers)}")

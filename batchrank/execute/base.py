@@ -11,9 +11,11 @@ one to finish. Adding one (Slurm, Ray Data, ...) means writing one file and nami
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,6 +66,42 @@ def short_error(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
+@dataclass
+class DispatchTiming:
+    """Where the driver's time goes while it dispatches: waiting for a worker, or its own work per chunk (results,
+    the ledger, progress, handing out the next chunk). run.json's execution.dispatch: how close the driver is to
+    being the limit (docs/scale.md)."""
+
+    chunks: int = 0
+    seconds: float = 0.0
+    wait_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of the whole driver process (its other threads too)
+    _started: tuple[float, float] = (0.0, 0.0)
+
+    def begin(self) -> None:
+        self._started = (time.perf_counter(), time.process_time())
+
+    def end(self) -> None:
+        self.seconds = time.perf_counter() - self._started[0]
+        self.cpu_seconds = time.process_time() - self._started[1]
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.wait_seconds += time.perf_counter() - started
+
+    def to_json(self) -> dict[str, float]:
+        busy = self.seconds - self.wait_seconds
+        per_chunk = 1000 / max(self.chunks, 1)
+        return {"chunks": self.chunks, "seconds": round(self.seconds, 3), "busy_seconds": round(busy, 3),
+                "busy_ms_per_chunk": round(busy * per_chunk, 3),
+                "cpu_ms_per_chunk": round(self.cpu_seconds * per_chunk, 3),
+                "chunks_per_second": round(self.chunks / max(self.seconds, 1e-9), 2)}
+
+
 class Dispatch(ABC):
     """Hands chunks to workers as they have room, retries failures, and records finished parts."""
 
@@ -78,6 +116,7 @@ class Dispatch(ABC):
         self.load: Counter[Any] = Counter()  # chunks in flight per worker
         self.pairs: Counter[str] = Counter()
         self.busy_seconds: Counter[str] = Counter()
+        self.timing = DispatchTiming()
 
     @abstractmethod
     def start(self, worker: Any, chunk: Chunk, retry: bool) -> Hashable:
@@ -99,9 +138,12 @@ class Dispatch(ABC):
         """Dispatch until every chunk is done; returns the workers (lost ones replaced)."""
         self.queue.extend(pending)
         workers = list(workers)
+        self.timing.begin()
         self._fill(workers)
         while self.in_flight:
-            for handle in self.wait(list(self.in_flight)):
+            with self.timing.waiting():
+                ready = self.wait(list(self.in_flight))
+            for handle in ready:
                 worker, chunk = self.in_flight.pop(handle)
                 self.load[worker] -= 1
                 try:
@@ -122,7 +164,9 @@ class Dispatch(ABC):
                     self.pairs[part.stats.worker] += part.stats.pairs
                     self.busy_seconds[part.stats.worker] += part.stats.seconds
                     self.on_part(part)
+                    self.timing.chunks += 1
             self._fill(workers)
+        self.timing.end()
         return workers
 
     def _fill(self, workers: list[Any]) -> None:

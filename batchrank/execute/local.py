@@ -50,4 +50,5 @@ class LocalExecutor(Executor):
             scorer.close()
         summary = ExecutionSummary(self.name, 1, dispatch.per_worker(), sorted(dispatch.retried), scorer.describe())
         summary.details["engine_drains"] = pipeline.engine.drains
+        summary.details["dispatch"] = dispatch.timing.to_json()
         return summary

@@ -159,7 +159,7 @@ class RayExecutor(Executor):
         for name, numbers in dispatch.per_worker().items():
             log.info("%s: %d pairs, %.1f pairs/s", name, numbers["pairs"], numbers["pairs_per_second"])
         details = {"worker_resources": placement.options, "engines_per_gpu": placement.engines_per_gpu,
-                   "engine_drains": description.pop("engine_drains", None)}
+                   "engine_drains": description.pop("engine_drains", None), "dispatch": dispatch.timing.to_json()}
         return ExecutionSummary(self.name, workers, dispatch.per_worker(), sorted(dispatch.retried), description,
                                 details)
 

@@ -8,7 +8,10 @@ rejected row is in exactly one piece, whatever kills and resumes happened.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchrank.errors import CheckpointError, RunFailure
@@ -74,9 +77,10 @@ def merge_rejects(files: InputFiles, pieces: list[StoragePath], destination: Sto
         with destination.atomic_writer() as handle:
             writer = pq.ParquetWriter(handle, pl.DataFrame(schema=schema).to_arrow().schema, compression="zstd")
             for piece in pieces:
-                frame = _read_piece(piece).cast(schema)  # type: ignore[arg-type]
-                writer.write_table(frame.to_arrow())
-                counts.append(frame["reason"].value_counts(name="n"))
+                for frame in _read_piece(piece):
+                    frame = frame.cast(schema)  # type: ignore[arg-type]
+                    writer.write_table(frame.to_arrow())
+                    counts.append(frame["reason"].value_counts(name="n"))
             writer.close()
     except OSError as error:
         raise RunFailure(f"{destination}: cannot write: {error}") from error
@@ -84,9 +88,15 @@ def merge_rejects(files: InputFiles, pieces: list[StoragePath], destination: Sto
     return merged.sort(["n", "reason"], descending=[True, False])
 
 
-def _read_piece(piece: StoragePath) -> pl.DataFrame:
+def _read_piece(piece: StoragePath) -> Iterator[pl.DataFrame]:
+    """A rejects piece a row group at a time (the plan's piece may hold millions of rows)."""
     try:
-        return parquet_files.read_frame(piece).select(REJECTS_COLUMNS)
-    except (OSError, ValueError, pl.exceptions.PolarsError) as error:
+        with piece.open_input_file() as handle:
+            parquet = pq.ParquetFile(handle)
+            for group in range(parquet.num_row_groups):
+                frame = pl.from_arrow(parquet.read_row_group(group, columns=list(REJECTS_COLUMNS)))
+                assert isinstance(frame, pl.DataFrame)
+                yield frame
+    except (OSError, ValueError, KeyError, pa.ArrowException, pl.exceptions.PolarsError) as error:
         raise CheckpointError(f"{piece}: the rejected rows of the checkpoint are damaged ({error}); "
                               "rerun with --overwrite") from None

@@ -77,6 +77,14 @@ def write_text_or_fail(path: storage.StoragePath, text: str) -> None:
         raise RunFailure(f"{path}: cannot write: {error}") from error
 
 
+def manifest_text(manifest: Manifest) -> str:
+    """job.json: indented, but one line per chunk (a billion pairs in 50,000 chunks: about 1 MB, not 5)."""
+    placeholder = "\0chunks\0"
+    text = json.dumps({**manifest.to_json(), "chunks": placeholder}, indent=1)
+    chunks = ",\n".join(f"  [{chunk.start},{chunk.num_rows}]" for chunk in manifest.chunks)
+    return text.replace(json.dumps(placeholder), f"[\n{chunks}\n ]" if chunks else "[]")
+
+
 def write_manifest(layout: OutputLayout, manifest: Manifest) -> None:
     layout.scores.mkdir()
-    write_text_or_fail(layout.manifest, json.dumps(manifest.to_json(), indent=1))
+    write_text_or_fail(layout.manifest, manifest_text(manifest))
