@@ -2,8 +2,12 @@
 
 Why ir-measures: it is maintained (releases in 2025) and computes nDCG, Recall and AP through pytrec_eval, the
 binding of the reference trec_eval, and RR@10 through the official MS MARCO script, so the numbers are the ones
-papers report. ranx is faster, but it pulls numba and pays JIT compilation on start-up, and a job is evaluated
-once over at most a few million rows, which ir-measures does in seconds.
+papers report. ranx is faster, but it pulls numba and pays JIT compilation on start-up, and only the judged queries'
+rows are evaluated (a few million at MS MARCO dev's 6,980 queries), which ir-measures does in seconds: its Python
+work is ~0.4 ms a judged query (docs/perf-notes.md, entry 18).
+
+The output is read a batch of parts at a time (results.BATCH_ROWS rows; a query is whole in its part): memory
+follows one batch, the qrels and the per-query values, not the output.
 
 What is evaluated is the order of the output's `rank` column (batchrank broke score ties there by input order):
 the evaluators get -rank as the score. Handing them raw scores would let each break ties its own way (trec_eval

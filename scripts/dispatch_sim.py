@@ -7,8 +7,10 @@ What the driver does per chunk (ray.wait, the result, the ledger, progress, hand
 execute.base.DispatchTiming and read back from run.json. Also printed: parts written per second and the input read
 amplification (rows of the row groups a chunk's read touches, over the chunk's rows: what RowRangeReader decodes).
 
-usage (repo root): python scripts/dispatch_sim.py [--workers 8 16] [--chunk-size 500 2000] [--chunks 400]
-                   [--rate 4000] [--row-group-rows 20000] [--work DIR]
+usage (repo root): python scripts/dispatch_sim.py [--workers 8 16] [--chunk-size 500 2000] [--pairs 1500000]
+                   [--rate 4000] [--row-group-rows N (default: the chunk size)] [--work DIR] [--json FILE]
+       python scripts/dispatch_sim.py --chunk-size 2000 --read-cost 2000 20000 100000 1048576
+       python scripts/dispatch_sim.py --ray-wait 16 128 256 512
 """
 
 from __future__ import annotations
@@ -82,26 +84,96 @@ def write_input(path: Path, pairs: int, row_group_rows: int) -> None:
     frame.select("query_id", "query", "doc_id", "document").write_parquet(path, row_group_size=row_group_rows)
 
 
-def read_amplification(input_path: Path, output: Path) -> float:
-    """Rows decoded per row wanted: a chunk's read touches every row group that overlaps its rows."""
-    groups = [pq.ParquetFile(input_path).metadata.row_group(i).num_rows
-              for i in range(pq.ParquetFile(input_path).metadata.num_row_groups)]
-    bounds = np.cumsum([0, *groups])
-    chunks = read_manifest(OutputLayout(output)).chunks
+def decoded_rows(input_path: Path, ranges: list[tuple[int, int]]) -> int:
+    """Rows RowRangeReader decodes to read these (start, rows) ranges: every row group that overlaps one."""
+    metadata = pq.ParquetFile(input_path).metadata
+    bounds = np.cumsum([0, *(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))])
     decoded = 0
-    for chunk in chunks:
-        first = np.searchsorted(bounds, chunk.start, side="right") - 1
-        last = np.searchsorted(bounds, chunk.start + chunk.num_rows - 1, side="right") - 1
+    for start, rows in ranges:
+        first = np.searchsorted(bounds, start, side="right") - 1
+        last = np.searchsorted(bounds, start + rows - 1, side="right") - 1
         decoded += int(bounds[last + 1] - bounds[first])
-    return decoded / sum(c.num_rows for c in chunks)
+    return decoded
 
 
-def simulate(work: Path, workers: int, chunk_size: int, chunks: int, rate: float, row_group_rows: int,
+def read_amplification(input_path: Path, output: Path) -> float:
+    """Rows decoded per row wanted over the job's chunks."""
+    chunks = read_manifest(OutputLayout(output)).chunks
+    return decoded_rows(input_path, [(c.start, c.num_rows) for c in chunks]) / sum(c.num_rows for c in chunks)
+
+
+def read_cost(work: Path, chunk_size: int, groups: list[int], pairs: int = 200_000) -> list[dict[str, Any]]:
+    """What one chunk's read costs a worker (RowRangeReader, as ChunkReader uses it) with MS MARCO-shaped pairs
+    (scripts/bench.py's synthetic ones) written with row groups of each size: ms, rows decoded, bytes on disk."""
+    import random
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import synthetic_pairs
+
+    from batchrank.io.parquet_files import RowRangeReader
+    from batchrank.storage import StoragePath
+
+    frame = pl.DataFrame(synthetic_pairs(pairs // 100, 100, seed=0))
+    starts = random.Random(0).sample(range(0, pairs - chunk_size, chunk_size), 20)
+    rows = []
+    for group in groups:
+        path = work / f"msmarco-shaped-{pairs}-{group}.parquet"
+        frame.write_parquet(path, row_group_size=group)
+        reader = RowRangeReader([StoragePath.of(path)])
+        reader.read(0, chunk_size)  # the footer, read once per worker
+        started = time.perf_counter()
+        for start in starts:
+            reader.read(start, chunk_size)
+        per_chunk = (time.perf_counter() - started) / len(starts)
+        rows.append({"chunk_size": chunk_size, "row_group_rows": group, "read_ms_per_chunk": round(1000 * per_chunk, 2),
+                     "rows_decoded_per_chunk": decoded_rows(path, [(st, chunk_size) for st in starts]) // len(starts),
+                     "bytes_per_pair_on_disk": round(path.stat().st_size / pairs, 1)})
+    return rows
+
+
+def ray_wait_cost(counts: list[int]) -> list[dict[str, Any]]:
+    """The driver's ray.wait(num_returns=1) over this many chunks in flight (one of them finished): what a cluster
+    of many workers adds to the dispatch of each chunk. One async actor holds every pending call."""
+    import asyncio
+    import statistics
+
+    import ray
+
+    @ray.remote(num_cpus=0.01, max_concurrency=4096)
+    class Sleeper:
+        async def sleep(self, seconds: float) -> float:
+            await asyncio.sleep(seconds)
+            return seconds
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        actor = Sleeper.remote()
+        ray.get(actor.sleep.remote(0))
+        rows = []
+        for count in counts:
+            pending = [actor.sleep.remote(3600) for _ in range(count - 1)]
+            times = []
+            for _ in range(200):
+                ready = actor.sleep.remote(0)
+                ray.get(ready)
+                started = time.perf_counter()
+                ray.wait([*pending, ready], num_returns=1)
+                times.append(time.perf_counter() - started)
+            rows.append({"in_flight": count, "ray_wait_ms": round(1000 * statistics.median(times), 3)})
+            for reference in pending:
+                ray.cancel(reference)
+        return rows
+    finally:
+        ray.shutdown()
+
+
+def simulate(work: Path, workers: int, chunk_size: int, pairs: int, rate: float, row_group_rows: int,
              window: int) -> dict[str, Any]:
-    input_path = work / f"input-{chunk_size * chunks}-{row_group_rows}.parquet"
+    input_path = work / f"input-{pairs}-{row_group_rows}.parquet"
     if not input_path.exists():
-        write_input(input_path, chunk_size * chunks, row_group_rows)
-    output = work / f"out-{workers}w-{chunk_size}c"
+        write_input(input_path, pairs, row_group_rows)
+    output = work / f"out-{workers}w-{chunk_size}c-{row_group_rows}g"
     spec = parse_spec({
         "input": {"path": str(input_path)},
         "model": {"path": "/nonexistent/fixed-speed-model", "max_model_len": 512},
@@ -121,7 +193,7 @@ def simulate(work: Path, workers: int, chunk_size: int, chunks: int, rate: float
         "parts_per_second": dispatch["chunks_per_second"], "driver_busy_ms_per_chunk": dispatch["busy_ms_per_chunk"],
         "driver_cpu_ms_per_chunk": dispatch["cpu_ms_per_chunk"],
         "driver_busy_share": round(dispatch["busy_seconds"] / max(dispatch["seconds"], 1e-9), 3),
-        "read_amplification": round(read_amplification(input_path, output), 2),
+        "row_group_rows": row_group_rows, "read_amplification": round(read_amplification(input_path, output), 2),
         "job_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -130,22 +202,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--chunk-size", type=int, nargs="+", default=[500, 2000])
-    parser.add_argument("--chunks", type=int, default=400, help="chunks per run")
+    parser.add_argument("--pairs", type=int, default=1_500_000, help="pairs per run (whole queries of 100)")
     parser.add_argument("--rate", type=float, default=4000.0, help="pairs/s of each worker's scorer")
-    parser.add_argument("--row-group-rows", type=int, default=20_000, help="row group size of the input")
+    parser.add_argument("--row-group-rows", type=int, help="row group size of the input (default: the chunk size)")
     parser.add_argument("--window", type=int, default=2, help="run.chunks_in_flight_per_worker")
     parser.add_argument("--work", help="directory for the input and outputs (default: a temporary one)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--read-cost", type=int, nargs="*", metavar="ROW_GROUP_ROWS",
+                        help="instead: time one chunk's read from inputs with these row group sizes")
+    parser.add_argument("--ray-wait", type=int, nargs="+", metavar="IN_FLIGHT",
+                        help="instead: time the driver's ray.wait with this many chunks in flight")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="dispatch-sim-") as scratch:
         work = Path(args.work or scratch)
         work.mkdir(parents=True, exist_ok=True)
+        if args.ray_wait:
+            for row in ray_wait_cost(args.ray_wait):
+                print(json.dumps(row), flush=True)
+            return
+        if args.read_cost is not None:
+            for row in read_cost(work, args.chunk_size[0], args.read_cost or [2000, 20_000, 100_000, 1 << 20]):
+                print(json.dumps(row), flush=True)
+            return
         results = []
         for workers in args.workers:
             for chunk_size in args.chunk_size:
-                results.append(simulate(work, workers, chunk_size, args.chunks, args.rate, args.row_group_rows,
-                                        args.window))
+                results.append(simulate(work, workers, chunk_size, args.pairs, args.rate,
+                                        args.row_group_rows or chunk_size, args.window))
                 print(json.dumps(results[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

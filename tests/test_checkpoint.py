@@ -146,7 +146,7 @@ def test_compacting_writes_one_file_that_vouches_for_every_part(tmp_path, monkey
     assert sorted(again.done) == list(range(10)) and again.ledger_is_compact and reads.parts == 0
 
 
-def test_a_later_file_wins_and_too_many_files_are_compacted(tmp_path, monkeypatch):
+def test_a_later_file_wins_and_batches_are_merged(tmp_path, monkeypatch):
     layout, manifest = fabricate(tmp_path / "out", 2, monkeypatch=monkeypatch)
     monkeypatch.setattr(ledger_module, "LEDGER_BATCH_PARTS", 1)
     monkeypatch.setattr(ledger_module, "MAX_LEDGER_FILES", 3)
@@ -155,9 +155,13 @@ def test_a_later_file_wins_and_too_many_files_are_compacted(tmp_path, monkeypatc
     rewritten = write_chunk_part(layout, manifest.chunks[0])  # scored again: another time, maybe another size
     ledger.record(rewritten)
     assert read_ledger(layout)[0][0] == rewritten
-    for _ in range(3):
+    for _ in range(6):
         ledger.record(rewritten)
-    assert len(ledger_files(tmp_path / "out")) <= 3
+    # the first file, two merges of three batches (their parts only), one batch
+    assert len(ledger_files(tmp_path / "out")) == 4 == len(ledger.files)
+    assert read_ledger(layout)[0] == {0: rewritten, 1: found.done[1]}
+    ledger.compact()
+    assert len(ledger_files(tmp_path / "out")) == 1
     assert read_ledger(layout)[0] == {0: rewritten, 1: found.done[1]}
 
 

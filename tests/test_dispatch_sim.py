@@ -13,7 +13,7 @@ from conftest import REPO, make_pairs, run_cli, write_job, write_parquet
 def test_the_simulation_runs_real_actors_and_reports_the_driver(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "dispatch_sim.py"), "--workers", "2", "--chunk-size", "300",
-         "--chunks", "12", "--rate", "6000", "--row-group-rows", "600", "--work", str(tmp_path),
+         "--pairs", "3600", "--rate", "6000", "--row-group-rows", "600", "--work", str(tmp_path),
          "--json", str(tmp_path / "sim.json")],
         capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -22,7 +22,7 @@ def test_the_simulation_runs_real_actors_and_reports_the_driver(tmp_path):
     assert 0 < run["pairs_per_second"] <= 12000 * 1.05  # a worker cannot beat its scorer's speed
     assert run["driver_busy_ms_per_chunk"] > 0 and run["parts_per_second"] > 0
     assert run["read_amplification"] == 2.0  # 300-row chunks decode their 600-row group
-    assert len(list((tmp_path / "out-2w-300c" / "scores").glob("part-*.parquet"))) == 12
+    assert len(list((tmp_path / "out-2w-300c-600g" / "scores").glob("part-*.parquet"))) == 12
 
 
 def test_run_json_records_the_dispatch(tmp_path, fake_engine):

@@ -6,9 +6,10 @@ shows that same size and time (checkpoint.find_finished): a part rewritten, cut 
 and checked instead, so a wrong or stale entry costs a read, never a chunk counted done that is not.
 
 The driver writes entries in batches (every LEDGER_BATCH_PARTS parts or LEDGER_BATCH_SECONDS), each batch one small
-file written atomically. Batches are compacted into one file when a run starts (after the parts are checked) and
-when it ends, and whenever more than MAX_LEDGER_FILES have piled up, so that reading the ledger costs a few reads
-(requests, in a store) whatever the number of parts. A lost or damaged batch only means more parts to open.
+file written atomically; every MAX_LEDGER_FILES batches are merged into one file. The whole ledger is compacted
+into one file when a run starts (after the parts are checked) and when it ends, so that reading it costs a few
+reads (requests, in a store) whatever the number of parts: one file after a run, and after a kill one file per
+16,384 parts of that run plus at most 64 batches. A lost or damaged file only means more parts to open.
 """
 
 from __future__ import annotations
@@ -78,20 +79,24 @@ def read_ledger(layout: OutputLayout) -> tuple[dict[int, PartWritten], list[Stor
 class PartLedger:
     """Finished parts, recorded by the driver as their workers report them and written in batches.
 
-    `known`: the parts found done when the run started (with the ledger files they came from), so that a compaction
-    writes every finished part into one file and removes the files it replaces."""
+    `known`: the parts found done when the run started, and `files` the ledger files they came from, so that a
+    compaction writes every finished part into one file and removes the files it replaces. While the run goes on,
+    batches are merged MAX_LEDGER_FILES at a time into one file of their own parts (not of every part: rewriting
+    the whole ledger of 500,000 parts would stall the dispatch for seconds each time)."""
 
     def __init__(self, layout: OutputLayout, known: dict[int, PartWritten] | None = None,
                  files: list[StoragePath] | None = None):
         self.layout = layout
         self.known: dict[int, PartWritten] = dict(known or {})
-        self._files: list[StoragePath] = list(files or [])
+        self._kept: list[StoragePath] = list(files or [])  # compacted or merged files
+        self._batches: list[StoragePath] = []  # batches of this run since the last merge
+        self._batched: list[PartWritten] = []  # their parts
         self._pending: list[PartWritten] = []
         self._last_flush = time.monotonic()
 
     @property
     def files(self) -> list[StoragePath]:
-        return list(self._files)
+        return [*self._kept, *self._batches]
 
     def record(self, part: PartWritten) -> None:
         self.known[part.stats.chunk_id] = part
@@ -106,11 +111,12 @@ class PartLedger:
         path = self._write(self._pending)
         if path is None:
             return  # kept pending: the next batch tries again
-        self._pending.clear()
+        self._batched += self._pending
+        self._pending = []
         self._last_flush = time.monotonic()
-        self._files.append(path)
-        if len(self._files) > MAX_LEDGER_FILES:
-            self.compact()
+        self._batches.append(path)
+        if len(self._batches) >= MAX_LEDGER_FILES:
+            self._merge_batches()
 
     def compact(self) -> None:
         """Every known part in one file; the files it replaces are removed once it is in place (a kill between
@@ -118,17 +124,28 @@ class PartLedger:
         path = self._write(list(self.known.values()))
         if path is None:
             return
-        self._pending.clear()
+        self._remove(self.files)
+        self._kept, self._batches, self._batched, self._pending = [path], [], [], []
         self._last_flush = time.monotonic()
-        for old in self._files:
+
+    def _merge_batches(self) -> None:
+        path = self._write(self._batched)
+        if path is None:
+            return
+        self._remove(self._batches)
+        self._kept.append(path)
+        self._batches, self._batched = [], []
+
+    @staticmethod
+    def _remove(paths: list[StoragePath]) -> None:
+        for old in paths:
             try:
                 old.unlink(missing_ok=True)
             except OSError as error:
                 log.debug("ledger file %s not removed: %s", old, error)
-        self._files = [path]
 
     def _write(self, parts: list[PartWritten]) -> StoragePath | None:
-        # Names sort by time of writing, so a later file (a compaction included) wins over earlier ones.
+        # Names sort by time of writing, so a later file (a compaction or a merge included) wins over earlier ones.
         path = self.layout.ledger / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
         text = json.dumps({"version": LEDGER_VERSION, "parts": [_entry(part) for part in parts]},
                           separators=(",", ":"))
