@@ -90,7 +90,7 @@ def print_status(status: JobStatus, as_json: bool) -> None:
         state += f" (host {status.run['host']}, pid {status.run['pid']}{describe_since(status.run.get('started'))})"
     elif status.last_error:
         state += f": {status.last_error.get('message')} (exit {status.last_error.get('exit_code')}, " \
-                 f"{status.last_error.get('at')})"
+                 f"{status.last_error.get('at')}); fix the cause if any, then rerun to resume"
     elif status.state == "stopped":
         state += " (no run holds it and none recorded an error: killed, or its machine was lost); rerun to resume"
     click.echo(f"{status.output}: {state}")

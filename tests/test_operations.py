@@ -113,6 +113,28 @@ def test_status_tells_running_from_stopped_from_failed_from_complete(tmp_path: P
     assert run_cli("status", str(tmp_path)).exit_code == 2
 
 
+def test_an_interrupted_run_is_stopped_not_failed(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM stops the run (exit 130); status says stopped, with why, and a rerun resumes."""
+    job = write_job(tmp_path / "job.yaml", write_parquet(make_pairs(20, 10), tmp_path / "in.parquet"), NO_MODEL,
+                    tmp_path / "out", run={"chunk_size": 50, "executor": "local"})
+    process = subprocess.Popen(FAKE_BATCHRANK + ["run", str(job)], env={**os.environ, "FAKE_SCORER_SLEEP": "0.5"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "out" / "scores").glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted; finished parts are kept" in stderr
+    code, state, text = status(tmp_path / "out")
+    assert code == 5 and state["state"] == "stopped" and state["last_error"]["exit_code"] == 130, text
+    assert "stopped: interrupted (Ctrl-C or SIGTERM)" in text
+    rerun = subprocess.run(FAKE_BATCHRANK + ["run", str(job), "--preview", "0"], capture_output=True, text=True,
+                           timeout=120)
+    assert rerun.returncode == 0 and "resuming:" in rerun.stderr, rerun.stderr
+    assert status(tmp_path / "out")[0] == 0
+
+
 # --- logs: results on stdout, batchrank on stderr, the engine's lines in OUTPUT/logs/engine.log -------------------
 
 

@@ -1,8 +1,8 @@
 """Where a job stands, read from its output directory without disturbing a run: for `batchrank status`.
 
 A job is `complete` (_SUCCESS), `running` (a live run holds the lock or the lease), `failed` (the last run recorded
-an error in _FAILED.json), or `stopped` (no run holds it and none recorded an error: it was killed, or lost its
-machine). A scheduler branches on the exit code of `batchrank status` (EXIT_CODES).
+an error in _FAILED.json), or `stopped` (no run holds it and none recorded an error: it was killed, lost its
+machine, or was interrupted). A scheduler branches on the exit code of `batchrank status` (EXIT_CODES).
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def read_status(output_dir: str) -> JobStatus:
         run = {"host": info.get("host"), "pid": info.get("pid"), "started": info.get("started")}
         if age is not None:
             run["lease_renewed_seconds_ago"] = round(age, 1)
-    state = "complete" if complete else "running" if run else "failed" if failure else "stopped"
+    # An interrupted run (Ctrl-C, a scheduler's SIGTERM: exit 130) stopped; it did not fail. Its record says so.
+    failed = failure is not None and failure.get("exit_code") != 130
+    state = "complete" if complete else "running" if run else "failed" if failed else "stopped"
     stats = [part.stats for part in done.values()]
     return JobStatus(str(layout.root), state, len(done), len(manifest.chunks), sum(s.pairs for s in stats),
                      manifest.total_rows, sum(s.rejected_pairs for s in stats), run, failure)
