@@ -12,7 +12,7 @@ sends them) after a warm-up:
             barrier). Pairs/s of all of them together.
   threads N N engines in one process, one thread each (their front ends share one GIL).
 
-usage (repo root, after `python scripts/bench.py ... --prepare-only --work W`):
+usage (repo root, after `python scripts/bench.py --shape 0.6b --datasets 100:200 --prepare-only --work W`):
   python scripts/engine_probe.py --work W --model W/model-0.6b --mode split
   python scripts/engine_probe.py --work W --model W/model-0.6b --mode procs --engines 2
 Prints one JSON line per mode; --out appends it to a file.
@@ -26,17 +26,14 @@ import multiprocessing as mp
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+from benchlib import card_prompt, setdefault_environment
 
-from bench import CARD_VLLM_OVERRIDES, card_prompt, setdefault_environment  # noqa: E402
+from batchrank.scoring.engine import QWEN3_YES_NO_OVERRIDES
 
 
 class GpuBusySampler(threading.Thread):
@@ -85,7 +82,7 @@ def start_llm(args: argparse.Namespace, engine: dict[str, Any]) -> Any:
     from vllm import LLM
 
     return LLM(model=args.model, runner="pooling", dtype=args.dtype, max_model_len=args.max_model_len,
-               hf_overrides=CARD_VLLM_OVERRIDES, **engine)
+               hf_overrides=QWEN3_YES_NO_OVERRIDES, **engine)
 
 
 def classify(llm: Any, ids: list[list[int]]) -> list[float]:
@@ -203,8 +200,10 @@ def threads_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True, help="the bench's work directory (pairs.parquet, warmup-pairs.parquet)")
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--work", required=True, help="the bench's work directory (its bench-config.json)")
+    parser.add_argument("--dataset", default=None,
+                        help="one of the bench's datasets, e.g. 100x200 (default: the first)")
+    parser.add_argument("--model", default=None, help="default: the bench's model")
     parser.add_argument("--mode", choices=["split", "procs", "threads"], default="split")
     parser.add_argument("--engines", type=int, default=2)
     parser.add_argument("--kv-cache-gib", type=int, default=8, help="KV cache per engine in procs/threads modes")
@@ -213,8 +212,9 @@ def main() -> None:
     parser.add_argument("--engine-json", default="{}", help="extra vLLM engine arguments")
     parser.add_argument("--out", default=None, help="append the JSON line here too")
     args = parser.parse_args()
-    args.pairs = str(Path(args.work) / "pairs.parquet")
-    args.warmup = str(Path(args.work) / "warmup-pairs.parquet")
+    config = json.loads((Path(args.work) / "bench-config.json").read_text())
+    args.pairs = config["datasets"][args.dataset or next(iter(config["datasets"]))]
+    args.warmup, args.model = config["warmup"], args.model or config["model"]
     setdefault_environment()
     result = {"split": split_mode, "procs": procs_mode, "threads": threads_mode}[args.mode](args)
     line = json.dumps(result)

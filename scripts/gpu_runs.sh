@@ -1,66 +1,160 @@
 #!/usr/bin/env bash
-# The measurement runs behind docs/benchmarks.md, on the lent GPU machine, after the bundle of
-# ../shared/gpu/README.md is unpacked into /tmp/site. One argument per run; each run writes its table, JSON and log
-# under $OUT (the device tool brings them back). A device call may run 600 s at most: pass a few runs per call.
+# The measurement runs behind docs/benchmarks.md (issue 13), for the lent GPU machine once the bundle of
+# ../shared/gpu/README.md is unpacked into /tmp/site. ONE entry per device call (a call may run 600 s), in priority
+# order; each writes $OUT/ENTRY.md, $OUT/ENTRY.json and $OUT/ENTRY.log (3 of the 8 files a call brings back) and
+# prints a short table at the end. Every bench run gets a deadline ($BUDGET s for the entry, 560 by default): a system
+# that would run past it is cut short and reported, and the table is still written.
 #
-#   bash scripts/gpu_runs.sh prep default            # 0.6B, 200 queries x 100: batchrank defaults vs plain vLLM
-#   SHAPE=4b bash scripts/gpu_runs.sh prep vllm epg2 # 4B: plain vLLM, then batchrank with two engines on the GPU
-#   DOCS=1000 QUERIES=20 bash scripts/gpu_runs.sh prep default
-#   bash scripts/gpu_runs.sh probe                   # where one engine's time goes, and 2 or 3 engines in processes
-#   bash scripts/gpu_runs.sh overhead                # local vs Ray with one engine, a long run (issue 3)
-#   SHAPE=4b QUERIES=2000 bash scripts/gpu_runs.sh prep scale1   # then, in the next call: scale2 (issue 5, 2 GPUs)
-#   SHAPE=8b QUERIES=500 bash scripts/gpu_runs.sh prep tp        # 8B: one tensor-parallel engine vs two 1-GPU ones
-#   MAX_LEN=32768 DOC_WORDS=8000:30000 QUERIES=10 DOCS=50 bash scripts/gpu_runs.sh prep longdoc   # vs plain vLLM
-#   MAX_LEN=32768 DOC_WORDS=12000:40000 QUERIES=2 DOCS=10 bash scripts/gpu_runs.sh prep memory    # memory bound
-#   bash scripts/gpu_runs.sh prep invariant          # model.batch_invariant: scores across chunk sizes, and its cost
+#   bash scripts/gpu_runs.sh t06       # then t4b, t8b, fp8-8b, epg2-4b, memory, invariant, overhead, invariant-nocache
+#   bash scripts/gpu_runs.sh dry [ENTRY...]   # every entry (or those named) on this CPU: tiny model, float32,
+#                                             # a few pairs: the same commands, to catch a script bug before a call
+# Processes are stopped by process group (benchlib.run_measured), never by name.
+#
+# Models are built once per machine into /tmp/br/SHAPE (0.6b 1.2 GB, 4b 8 GB, 8b 15 GB; the disk has 64 GiB) and
+# reused by later calls on the same machine; after an entry, its model is deleted if less than $KEEP_FREE_GIB stay
+# free. Estimates below are from the H100 rates of docs/benchmarks.md (0.6B plain vLLM ~2,000 pairs/s, batchrank
+# two engines ~4,000; 4B plain ~820; 8B about half of 4B), engine starts of 40-90 s (the first one of a model on a
+# machine fills vLLM's compile cache), ~20 s of process overhead a system, and Ray actors started per dataset.
 set -u
 cd "$(dirname "$0")/.."
-export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-SHAPE=${SHAPE:-0.6b}; DOCS=${DOCS:-100}; QUERIES=${QUERIES:-200}; MAX_LEN=${MAX_LEN:-2048}; DOC_WORDS=${DOC_WORDS:-52:400}
-W=/tmp/bench-$SHAPE-$QUERIES-$DOCS-$MAX_LEN-${DOC_WORDS/:/-}
-DEVICE=${DEVICE:-cuda}; DTYPE=${DTYPE:-bfloat16}  # DEVICE=cpu DTYPE=float32 SHAPE=tiny: a dry run on a laptop
-common=(--shape "$SHAPE" --device "$DEVICE" --dtype "$DTYPE" --queries "$QUERIES" --docs-per-query "$DOCS" --max-model-len "$MAX_LEN"
-        --doc-words "$DOC_WORDS" --work "$W" --system-timeout 560 --hf-max-pairs 5000)
-compare=(python3 scripts/compare_runs.py --pairs "$W/pairs.parquet" --model "$W/model-$SHAPE" --max-model-len "$MAX_LEN"
-         --dtype "$DTYPE")
-nvidia-smi -L 2>/dev/null || echo "no GPU: $DEVICE"
-for run in "$@"; do
-  tag=$SHAPE-$QUERIES-$DOCS-$run; started=$(date +%s)
-  bench=(python3 scripts/bench.py "${common[@]}" --out-md "$OUT/bench-$tag.md" --out-json "$OUT/bench-$tag.json")
-  case $run in
-    prep) python3 scripts/bench.py "${common[@]}" --prepare-only ;;
-    default) "${bench[@]}" --systems batchrank,vllm ;;
-    default_hf) "${bench[@]}" --systems batchrank,vllm,hf ;;
-    vllm) "${bench[@]}" --systems vllm ;;
-    hf) "${bench[@]}" --systems hf ;;
-    epg1|epg2|epg3) "${bench[@]}" --systems batchrank --run-json "{\"engines_per_gpu\": ${run#epg}}" ;;
-    local_group) "${bench[@]}" --systems batchrank --run-json '{"executor": "local", "engine_batch_pairs": 20000}' ;;
-    invariant) for on in false true; do  # bit-exact across chunk sizes with it, and what it costs
-                 "${compare[@]}" --work "$W/invariant-$on" --chunk-size 2000 --out-json "$OUT/compare-$tag-$on.json" \
-                   --config chunks2000=run.executor=local,model.batch_invariant=$on \
-                   --config chunks500=run.executor=local,run.chunk_size=500,model.batch_invariant=$on
-               done ;;
-    longdoc) "${bench[@]}" --systems batchrank,vllm ;;
-    memory) python3 scripts/memory_run.py --model "$W/model-$SHAPE" --max-model-len "$MAX_LEN" --dtype "$DTYPE" \
-              --doc-words "$DOC_WORDS" --queries "$QUERIES" --docs-per-query "$DOCS" --work "$W/memory" \
-              --out-md "$OUT/memory-$tag.md" ;;
-    probe) for mode in "--mode split" "--mode procs --engines 2" "--mode procs --engines 3"; do
-             timeout 300 python3 scripts/engine_probe.py --work "$W" --model "$W/model-$SHAPE" --dtype "$DTYPE" --max-model-len "$MAX_LEN" $mode --out "$OUT/probe-$tag.jsonl"
-           done ;;
-    overhead) "${compare[@]}" --work "$W/overhead" --chunk-size 10000 --out-json "$OUT/compare-$tag.json" \
-                --config local=run.executor=local,run.engine_batch_pairs=20000 \
+PY=${PY:-python3}; BUDGET=${BUDGET:-560}; KEEP_FREE_GIB=${KEEP_FREE_GIB:-20}
+DRY=0; SHAPE_OVERRIDE=""; DEVICE=${DEVICE:-cuda}; DTYPE=${DTYPE:-bfloat16}; ROOT=${ROOT:-/tmp/br}
+FP8=(--fp8-engine-json '{"quantization": "fp8"}' --fp8-dtype bfloat16)
+INVARIANT=true; RAY_DEFAULT='{}'  # 0.6B: run.engines_per_gpu auto = 2 engines on the GPU = the Ray executor
+export PYTHONPATH=/tmp/site:.
+
+dry_settings() {  # the same commands on this CPU: tiny model, float32, a few pairs; what the CPU build can't run
+  DRY=1; SHAPE_OVERRIDE=tiny; DEVICE=cpu; DTYPE=float32; ROOT=${ROOT_DRY:-/tmp/br-dry}; BUDGET=${BUDGET_DRY:-1500}
+  export PYTHONPATH=.
+  FP8=(--fp8-engine-json '{}' --fp8-dtype float32)  # the CPU build has no FP8 kernels: a bf16-free stand-in
+  INVARIANT=false                                  # batch-invariant kernels are CUDA-only (batchrank refuses them)
+  RAY_DEFAULT='{"executor": "ray"}'                # auto picks Ray on the GPU (2 engines); name it on the CPU
+}
+
+# sizes: on the GPU as named; dry: a few pairs (dataset DOCS:QUERIES)
+size() { if [ "$DRY" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+
+bench() {  # bench ENTRY SHAPE [bench.py arguments]
+  local entry=$1 shape=${SHAPE_OVERRIDE:-$2}; shift 2
+  "$PY" scripts/bench.py --shape "$shape" --device "$DEVICE" --dtype "$DTYPE" --work "$ROOT/$shape" --title "$entry" \
+    --deadline "$BUDGET" --out-md "$OUT/$entry.md" --out-json "$OUT/$entry.json" "$@"
+}
+
+prepare() {  # prepare SHAPE DATASET: the model and one dataset, then print the dataset's path
+  local shape=${SHAPE_OVERRIDE:-$1}
+  "$PY" scripts/bench.py --shape "$shape" --device "$DEVICE" --dtype "$DTYPE" --work "$ROOT/$shape" \
+    --datasets "$2" --prepare-only >&2 || return 1
+  "$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(next(iter(c["datasets"].values())))' \
+    "$ROOT/$shape/bench-config.json"
+}
+
+compare() {  # compare ENTRY SHAPE DATASET RUNS [compare_runs.py arguments]: RUNS share the entry's budget
+  local entry=$1 shape=${SHAPE_OVERRIDE:-$2} pairs; pairs=$(prepare "$2" "$3") || return 1
+  local runs=$4; shift 4
+  "$PY" scripts/compare_runs.py --pairs "$pairs" --model "$ROOT/$shape/model-$shape" --dtype "$DTYPE" \
+    --work "$ROOT/$shape/$entry" --run-timeout $(( (BUDGET - 40) / runs )) --title "$entry" \
+    --out-md "$OUT/$entry.md" --out-json "$OUT/$entry.json" "$@"
+}
+
+run_entry() {
+  case $1 in
+    # 1. 0.6B, batchrank's defaults (Ray, 2 engines) vs plain vLLM, 100 and 1000 candidates a query. ~515 s:
+    #    build 30 + data 25 (kept for later entries); plain 195 (start ~90 cold, 100k pairs 50 s, 50k 25 s);
+    #    batchrank 265 (2 x: actors and engines ~90, scoring 25 or 13 s, teardown 15)
+    t06) bench t06 0.6b --datasets "$(size 100:1000,1000:50 20:4,50:2)" --systems vllm,batchrank \
+           --run-json "$RAY_DEFAULT" ;;
+    # 2. 4B: plain vLLM, batchrank with one local engine (the default above 4 GiB of weights) on 100 and 1000
+    #    candidates (25,000 pairs each: ~30 s for plain vLLM), FP8 on 100 with its drift from batchrank bf16. ~520 s:
+    #    build 55 + plain 177 (start 95 cold) + batchrank 143 (start 60) + FP8 140 (start 95: its own compile)
+    t4b) bench t4b 4b --datasets "$(size 100:250,1000:25 20:4,50:2)" --systems vllm,batchrank,fp8 \
+           --fp8-datasets "$(size 100:250 20:4)" "${FP8[@]}" --run-json '{"engines_per_gpu": 1}' ;;
+    # 3. 8B: plain vLLM and batchrank with one local engine, 13,000 pairs each (~30 s for plain vLLM). ~445 s:
+    #    build 100 + plain 190 (start 110 cold) + batchrank 155 (start 70)
+    t8b) bench t8b 8b --datasets "$(size 100:130,1000:13 20:4,50:2)" --systems vllm,batchrank \
+           --run-json '{"engines_per_gpu": 1}' ;;
+    # 4. 8B FP8 and its drift from batchrank bf16 on the same 13,000 pairs (ratio: against t8b's plain vLLM, the same
+    #    machine). ~265 s with t8b's model and compile cache (+100 s for a build on a fresh machine)
+    fp8-8b) bench fp8-8b 8b --datasets "$(size 100:130 20:4)" --systems batchrank,fp8 "${FP8[@]}" \
+              --run-json '{"engines_per_gpu": 1}' ;;
+    # 5. 4B with two engines on the GPU (Ray), 100 and 1000 candidates (ratio: against t4b's plain vLLM). ~290 s
+    #    with t4b's model: 2 x (actors and engines ~90, scoring 30, teardown 15) + 20 (+55 for a build)
+    epg2-4b) bench epg2-4b 4b --datasets "$(size 100:250,1000:25 20:4,50:2)" --systems batchrank \
+               --run-json '{"executor": "ray", "engines_per_gpu": 2}' ;;
+    # 6. Memory with documents 1.25-3x max_model_len 32,768 in tokens (20 pairs), against MS MARCO-length ones, one
+    #    local engine; fails unless every long document was cut. ~210 s: 2 x (start 60, scoring <10, overhead 25)
+    memory) prepare 0.6b "$(size 100:20 4:2)" >/dev/null &&
+            "$PY" scripts/memory_run.py --model "$ROOT/${SHAPE_OVERRIDE:-0.6b}/model-${SHAPE_OVERRIDE:-0.6b}" \
+              --dtype "$DTYPE" --max-model-len "$(size 32768 2048)" --queries 2 --docs-per-query "$(size 10 2)" \
+              --work "$ROOT/memory" --run-timeout $(( (BUDGET - 60) / 2 )) --out-md "$OUT/memory.md" \
+              --out-json "$OUT/memory.json" ;;
+    # 7. model.batch_invariant off and on, chunk_size 2000 against 500 on the same 20,000 pairs: bit-identical
+    #    scores?, and the cost (pairs/s on vs off). 4 runs x ~90 s = ~380 s
+    invariant) compare invariant 0.6b "$(size 100:200 20:4)" 4 --chunk-size 2000 \
+                 --config off-2000=run.executor=local,model.batch_invariant=false \
+                 --config off-500=run.executor=local,model.batch_invariant=false,run.chunk_size=500 \
+                 --config on-2000=run.executor=local,model.batch_invariant=$INVARIANT \
+                 --config on-500=run.executor=local,model.batch_invariant=$INVARIANT,run.chunk_size=500 \
+                 --check off-500:off-2000 --check on-2000:off-2000 --check on-500:on-2000 ;;
+    # 8. The Ray executor's overhead against the local executor, one engine each, 100,000 pairs (~45 s of scoring
+    #    each). ~270 s
+    overhead) compare overhead 0.6b "$(size 100:1000 20:4)" 2 --chunk-size 2000 \
+                --config local=run.executor=local,run.engines_per_gpu=1 \
                 --config ray=run.executor=ray,run.num_workers=1,run.engines_per_gpu=1 ;;
-    scale1) "${compare[@]}" --work "$W/scale" --chunk-size 2000 --out-json "$OUT/compare-$tag.json" \
-              --config one-gpu=run.executor=ray,run.num_workers=1,run.engines_per_gpu=1,run.engine_batch_pairs=20000 ;;
-    scale2) "${compare[@]}" --work "$W/scale" --chunk-size 2000 --out-json "$OUT/compare-$tag.json" \
-              --config two-gpus=run.executor=ray,run.num_workers=2,run.engines_per_gpu=1,run.engine_batch_pairs=20000 --kill-in two-gpus:30 ;;
-    tp) "${compare[@]}" --work "$W/tp" --chunk-size 2000 --out-json "$OUT/compare-$tag.json" \
-          --config tensor-parallel=run.executor=ray,run.num_workers=1,model.engine.tensor_parallel_size=2 \
-          --config two-workers=run.executor=ray,run.num_workers=2,run.engines_per_gpu=1 ;;
-    *) echo "unknown run: $run"; exit 2 ;;
-  esac > "$OUT/log-$tag.txt" 2>&1
-  echo "$tag rc=$? $(( $(date +%s) - started )) s"
-  grep -h "pairs/s\|^PROBE\|^| \(local\|ray\|one\|two\|tensor\)" "$OUT/log-$tag.txt" | grep -v "^| system" | tail -4
-  pkill -9 -f "VLLM::" 2>/dev/null; ray stop --force >/dev/null 2>&1; sleep 1
-done
+    # 9. Batch invariance without the prefix cache (a cached prefix is computed in another batch shape): whether the
+    #    cache is what breaks bit-identity, should 7 show any. 2 runs, ~200 s
+    invariant-nocache) compare invariant-nocache 0.6b "$(size 100:200 20:4)" 2 --chunk-size 2000 \
+        --config on-2000=run.executor=local,model.batch_invariant=$INVARIANT,model.engine.enable_prefix_caching=false \
+        --config on-500=run.executor=local,model.batch_invariant=$INVARIANT,model.engine.enable_prefix_caching=false\
+,run.chunk_size=500 ;;
+    *) echo "unknown entry: $1"; return 2 ;;
+  esac
+}
+
+summary() {  # the entry's rows, short: bench (dataset, system, pairs, pairs/s, ratio, % computed floor, hits)
+  local md=$OUT/$1.md
+  [ -f "$md" ] || { echo "(no $md)"; return; }
+  grep -h '^| ' "$md" | grep -v '^| ---' | awk -F'|' '
+    /candidates x queries/ {mode = "bench"} /^\| run / {mode = "compare"} /^\| documents/ {mode = "memory"}
+    mode == "bench" {printf "%-8s|%-62.62s|%8s|%8s|%7s|%8s|%6s\n", $2, $3, $4, $5, $6, $9, $10; next}
+    mode == "compare" {printf "%-18s|%8s|%10s|%7s|%6s|%10s|%6s\n", $2, $4, $5, $6, $9, $15, $16; next}
+    {print}'
+  grep -h '^- .*scores\|^FAILED' "$md" | cut -c1-230
+}
+
+free_disk_for() {  # delete the entry's model if the disk is getting tight
+  local shape=${SHAPE_OVERRIDE:-$1} free
+  free=$(df -k --output=avail "$ROOT" 2>/dev/null | tail -1)
+  if [ -n "$free" ] && [ "$free" -lt $(( KEEP_FREE_GIB * 1024 * 1024 )) ]; then
+    echo "disk: $(( free / 1024 / 1024 )) GiB free: removing $ROOT/$shape/model-$shape"
+    rm -rf "$ROOT/$shape/model-$shape"
+  fi
+}
+
+shape_of() {
+  case $1 in t06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|epg2-4b) echo 4b ;; *) echo 8b ;; esac
+}
+
+one() {
+  local entry=$1 started=$SECONDS rc
+  mkdir -p "$ROOT"; rm -f "$OUT/$entry.md" "$OUT/$entry.json"
+  run_entry "$entry" > "$OUT/$entry.log" 2>&1; rc=$?
+  echo "== $entry: rc=$rc, $(( SECONDS - started )) s (log $OUT/$entry.log)"
+  summary "$entry"
+  [ "$rc" = 0 ] || tail -5 "$OUT/$entry.log"
+  free_disk_for "$(shape_of "$entry")"
+  return "$rc"
+}
+
+ENTRIES=(t06 t4b t8b fp8-8b epg2-4b memory invariant overhead invariant-nocache)
+nvidia-smi -L 2>/dev/null || echo "no GPU"
+if [ "${1:-}" = dry ]; then  # dry [ENTRY...]: every entry (or those named), one after another
+  dry_settings; failed=0; started=$SECONDS; shift
+  [ $# -gt 0 ] && ENTRIES=("$@")
+  for entry in "${ENTRIES[@]}"; do one "$entry" || failed=$((failed + 1)); done
+  echo "dry run: ${#ENTRIES[@]} entries, $failed failed, $(( SECONDS - started )) s"
+  exit $(( failed > 0 ))
+fi
+[ $# -eq 1 ] || { echo "usage: bash scripts/gpu_runs.sh ENTRY|dry  (entries: ${ENTRIES[*]})"; exit 2; }
+one "$1"

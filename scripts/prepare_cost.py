@@ -12,22 +12,19 @@ import argparse
 import itertools
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import benchlib
 import numpy as np
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench import synthetic_pairs  # noqa: E402
-
-from batchrank.io.parts import ChunkStats, rank_within_queries, write_part_atomically  # noqa: E402
-from batchrank.models.random_qwen3 import SHAPES, train_tokenizer  # noqa: E402
-from batchrank.prompts import PromptEncoder, parse_template  # noqa: E402
+from batchrank.io.parts import ChunkStats, rank_within_queries, write_part
+from batchrank.models.random_qwen3 import SHAPES, train_tokenizer
+from batchrank.prompts import PromptEncoder, parse_template
+from batchrank.storage import StoragePath
 
 
 def median_ms(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -47,7 +44,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000, help="pairs in the chunk (100 per query)")
     parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
-    rows = synthetic_pairs(max(1, args.pairs // 100), 100, seed=0)[: args.pairs]
+    rows = benchlib.synthetic_pairs(max(1, args.pairs // 100), 100, seed=0)[: args.pairs]
     queries, documents = [r["query"] for r in rows], [r["document"] for r in rows]
     tokenizer = train_tokenizer(SHAPES["0.6b"].tokenizer_vocab)
 
@@ -62,10 +59,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     written = itertools.count()
 
-    def write_part() -> None:
+    def write_one_part() -> None:
         k = next(written)
         ranked = rank_within_queries(frame).select("query_id", "doc_id", "score", "rank")
-        write_part_atomically(ranked, folder / f"part-{k:06d}.parquet", ChunkStats(k, len(rows), 0, 0, 1.0, time.time()))
+        stats = ChunkStats(k, len(rows), 0, 0, 1.0, time.time())
+        write_part(ranked, StoragePath.of(folder / f"part-{k:06d}.parquet"), stats)
 
     parallel = os.environ.get("TOKENIZERS_PARALLELISM", "unset")
     print(f"{len(rows)} pairs, {tokens:.1f} prompt tokens a pair, TOKENIZERS_PARALLELISM={parallel}, median of {args.repeats}:")
@@ -73,7 +71,8 @@ def main() -> None:
                           "fast": lambda: fast.encode(queries, documents)}, args.repeats)
     print(f"  tokenize, the tokenizer's own call:     {tokenize['own']:7.1f} ms")
     print(f"  tokenize, backend encode_batch_fast:    {tokenize['fast']:7.1f} ms")
-    print(f"  write the part (rank, Parquet, fsync):  {median_ms({'write': write_part}, args.repeats)['write']:7.1f} ms")
+    write = median_ms({"write": write_one_part}, args.repeats)["write"]
+    print(f"  write the part (rank, Parquet, fsync):  {write:7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ class RayExecutor(Executor):
                 raise RunFailure(f"the Ray workers could not start their engines: {short_error(error)}") from None
             self.on_scoring_started()
             actors = dispatch.run(actors, pending)
-            description = ray.get(actors[0].describe.remote())
+            description = combined_description(ray.get([actor.describe.remote() for actor in actors]))
         finally:
             _stop_actors(ray, actors)
         for name, numbers in dispatch.per_worker().items():
@@ -162,6 +162,18 @@ class RayExecutor(Executor):
                    "engine_drains": description.pop("engine_drains", None), "dispatch": dispatch.timing.to_json()}
         return ExecutionSummary(self.name, workers, dispatch.per_worker(), sorted(dispatch.retried), description,
                                 details)
+
+
+def combined_description(descriptions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first actor's description (the engines are alike), with what each engine counted summed over all of
+    them: prefix-cache hits, prompt tokens sent, engine drains."""
+    combined = dict(descriptions[0])
+    for key in ("prefix_cache_hit_tokens", "prompt_tokens_sent", "engine_drains"):
+        if all(key in d for d in descriptions):
+            combined[key] = sum(d[key] for d in descriptions)
+    if combined.get("prompt_tokens_sent"):
+        combined["prefix_cache_hit_share"] = round(combined["prefix_cache_hit_tokens"] / combined["prompt_tokens_sent"], 4)
+    return combined
 
 
 def _stop_actors(ray: Any, actors: list[Any]) -> None:

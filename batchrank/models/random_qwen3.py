@@ -51,13 +51,19 @@ def _synthetic_words(n: int, seed: int = 0) -> list[str]:
     return ["".join(rng.choices(letters, weights=weights, k=rng.randint(2, 9))) for _ in range(n)]
 
 
+def training_words() -> list[str]:
+    """The distinct words the tokenizer is trained on: synthetic text made of them (scripts/benchlib.py) gets a
+    realistic number of tokens per word from it."""
+    return _synthetic_words(6000) + list(_COMMON_WORDS)
+
+
 def train_tokenizer(vocab_size: int):
     """A byte-level BPE in which "yes" and "no" are single tokens and Qwen's chat special tokens exist."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(1)
-    words = _synthetic_words(6000) + _COMMON_WORDS * 20
+    words = _synthetic_words(6000) + list(_COMMON_WORDS) * 20
     corpus = [" ".join(rng.choices(words, k=40)) for _ in range(20000)]
     corpus += [
         "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "

@@ -96,6 +96,8 @@ class EngineRequests:
             "engine_start_seconds": round(self.start_seconds, 2),
             # Prompt tokens served from the prefix cache (whole cache blocks only), over all prompt tokens sent.
             "prefix_cache_hit_share": round(self.cached_tokens / self.prompt_tokens, 4) if self.prompt_tokens else 0.0,
+            "prefix_cache_hit_tokens": self.cached_tokens,
+            "prompt_tokens_sent": self.prompt_tokens,
         }
 
     def close(self) -> None:
