@@ -5,7 +5,7 @@
 # prints a short table at the end. Every bench run gets a deadline ($BUDGET s for the entry, 560 by default): a system
 # that would run past it is cut short and reported, and the table is still written.
 #
-#   bash scripts/gpu_runs.sh t06       # then t4b, t8b, fp8-8b, epg2-4b, memory, invariant, overhead, invariant-nocache
+#   bash scripts/gpu_runs.sh t06       # then t4b, t8b, epg2-4b, epg3-06, fp8-8b, memory, invariant, overhead, ...
 #   bash scripts/gpu_runs.sh dry [ENTRY...]   # every entry (or those named) on this CPU: tiny model, float32,
 #                                             # a few pairs: the same commands, to catch a script bug before a call
 # Processes are stopped by process group (benchlib.run_measured), never by name.
@@ -70,10 +70,11 @@ run_entry() {
     #    build 55 + plain 177 (start 95 cold) + batchrank 143 (start 60) + FP8 140 (start 95: its own compile)
     t4b) bench t4b 4b --datasets "$(size 100:250,1000:25 20:4,50:2)" --systems vllm,batchrank,fp8 \
            --fp8-datasets "$(size 100:250 20:4)" "${FP8[@]}" --run-json '{"engines_per_gpu": 1}' ;;
-    # 3. 8B: plain vLLM and batchrank with one local engine, 13,000 pairs each (~30 s for plain vLLM). ~445 s:
-    #    build 100 + plain 190 (start 110 cold) + batchrank 155 (start 70)
-    t8b) bench t8b 8b --datasets "$(size 100:130,1000:13 20:4,50:2)" --systems vllm,batchrank \
-           --run-json '{"engines_per_gpu": 1}' ;;
+    # 3. 8B: plain vLLM and batchrank with one local engine, 13,000 pairs each (~30 s for plain vLLM), then FP8 on
+    #    100 candidates with its drift from batchrank bf16 (last: the deadline cuts it first). ~445 s + FP8 ~120 s:
+    #    build 100 + plain 190 (start 110 cold) + batchrank 155 (start 70) + FP8 (start ~90: its own compile)
+    t8b) bench t8b 8b --datasets "$(size 100:130,1000:13 20:4,50:2)" --systems vllm,batchrank,fp8 \
+           --fp8-datasets "$(size 100:130 20:4)" "${FP8[@]}" --run-json '{"engines_per_gpu": 1}' ;;
     # 4. 8B FP8 and its drift from batchrank bf16 on the same 13,000 pairs (ratio: against t8b's plain vLLM, the same
     #    machine). ~265 s with t8b's model and compile cache (+100 s for a build on a fresh machine)
     fp8-8b) bench fp8-8b 8b --datasets "$(size 100:130 20:4)" --systems batchrank,fp8 "${FP8[@]}" \
@@ -82,6 +83,10 @@ run_entry() {
     #    with t4b's model: 2 x (actors and engines ~90, scoring 30, teardown 15) + 20 (+55 for a build)
     epg2-4b) bench epg2-4b 4b --datasets "$(size 100:250,1000:25 20:4,50:2)" --systems batchrank \
                --run-json '{"executor": "ray", "engines_per_gpu": 2}' ;;
+    # 5b. 0.6B with three engines on the GPU (Ray), 100 and 1000 candidates (ratio: against t06's plain vLLM): whether
+    #    auto should give a small model three engines instead of two. ~280 s with t06's model and data
+    epg3-06) bench epg3-06 0.6b --datasets "$(size 100:1000,1000:50 20:4,50:2)" --systems batchrank \
+               --run-json '{"executor": "ray", "engines_per_gpu": 3}' ;;
     # 6. Memory with documents 1.25-3x max_model_len 32,768 in tokens (20 pairs), against MS MARCO-length ones, one
     #    local engine; fails unless every long document was cut. ~210 s: 2 x (start 60, scoring <10, overhead 25)
     memory) prepare 0.6b "$(size 100:20 4:2)" >/dev/null &&
@@ -133,7 +138,7 @@ free_disk_for() {  # delete the entry's model if the disk is getting tight
 }
 
 shape_of() {
-  case $1 in t06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|epg2-4b) echo 4b ;; *) echo 8b ;; esac
+  case $1 in t06|epg3-06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|epg2-4b) echo 4b ;; *) echo 8b ;; esac
 }
 
 one() {
@@ -147,7 +152,7 @@ one() {
   return "$rc"
 }
 
-ENTRIES=(t06 t4b t8b fp8-8b epg2-4b memory invariant overhead invariant-nocache)
+ENTRIES=(t06 t4b t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
 nvidia-smi -L 2>/dev/null || echo "no GPU"
 if [ "${1:-}" = dry ]; then  # dry [ENTRY...]: every entry (or those named), one after another
   dry_settings; failed=0; started=$SECONDS; shift
