@@ -7,7 +7,6 @@ import json
 import click
 import polars as pl
 
-from batchrank.eval import format_table
 from batchrank.io import parquet_files
 from batchrank.io.validate import InputReport
 from batchrank.job import JobResult
@@ -33,6 +32,8 @@ def print_run_summary(result: JobResult) -> None:
                        f"{info['rejects']}")
         click.echo(f"scores: {result.output}/scores  run info: {result.output}/run.json")
     if result.evaluation is not None:
+        from batchrank.eval import format_table  # ir-measures: only where metrics were asked for
+
         click.echo("\n" + format_table(result.evaluation))
         for note in result.evaluation.warnings():
             click.echo(f"warning: {note}", err=True)

@@ -175,6 +175,18 @@ def run_system(system: str, config_path: Path, work: Path, timeout: float) -> di
     return result
 
 
+def root_cause(result: dict[str, Any]) -> str:
+    """The lines of a failed system's whole log that say why (a spawned engine core logs its error above the
+    traceback its parent prints, out of reach of the log's tail)."""
+    log = Path(result.get("log", ""))
+    if not log.is_file():
+        return ""
+    lines = log.read_text(errors="replace").splitlines()
+    marks = ("Error", "error:", "Exception", "CUDA", "memory")
+    found = [line for line in lines if any(mark in line for mark in marks) and "Traceback" not in line]
+    return "root cause candidates:\n" + "\n".join(line[:300] for line in found[:25])
+
+
 def print_progress(system: str, result: dict[str, Any]) -> None:
     for name, r in result["datasets"].items():
         if r.get("failed"):
@@ -184,6 +196,7 @@ def print_progress(system: str, result: dict[str, Any]) -> None:
                   f"pairs/s; engine start {r.get('engine_start_seconds') or 0:.1f} s", flush=True)
     if result["failed"]:
         print(f"{system}: FAILED ({result['reason']}); log tail:\n{result['stderr_tail']}", flush=True)
+        print(root_cause(result), flush=True)
 
 
 def run_systems(args: argparse.Namespace, config_path: Path, work: Path, started: float,

@@ -233,6 +233,28 @@ class MemorySampler(threading.Thread):
         self.join()
 
 
+def stop_leftover_engines() -> None:
+    """On the GPU machine (ours alone): kill any vLLM engine-core process a finished system left behind (one that
+    left its process group), so that the next system's engine finds the GPU free. Seen: a 4B engine refused to start
+    after the plain vLLM system before it ("Engine core initialization failed"). Never on a shared CPU machine."""
+    if not shutil.which("nvidia-smi"):
+        return
+    import psutil
+
+    for leftover in psutil.process_iter(["cmdline", "name"]):
+        text = " ".join(leftover.info["cmdline"] or []) + " " + (leftover.info["name"] or "")
+        if "VLLM::EngineCore" in text or "EngineCore_DP" in text:
+            print(f"stopping a leftover engine core, pid {leftover.pid}", flush=True)
+            try:
+                leftover.kill()
+            except psutil.Error:
+                pass
+    apps = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader"],
+                          capture_output=True, text=True).stdout.strip()
+    if apps:
+        print(f"GPU processes after the system: {apps}", flush=True)
+
+
 def wait_for_gpu_memory(baseline: float | None, limit: float = 60.0) -> None:
     """Wait (up to `limit` s) until the GPU's memory is back near `baseline`: the next system starts on a free GPU."""
     deadline = time.time() + limit
@@ -315,6 +337,7 @@ def run_measured(command: list[str], log: Path, timeout: float | None, cwd: Path
         pass
     process.wait()
     sampler.stop()
+    stop_leftover_engines()
     wait_for_gpu_memory(baseline)
     return ProcessRun(returncode, time.perf_counter() - started, sampler.peak_gpu_mib, sampler.peak_host_mib,
                       baseline, log)

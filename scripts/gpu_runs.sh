@@ -83,6 +83,14 @@ run_entry() {
     #    with t4b's model: 2 x (actors and engines ~90, scoring 30, teardown 15) + 20 (+55 for a build)
     epg2-4b) bench epg2-4b 4b --datasets "$(size 100:250,1000:25 20:4,50:2)" --systems batchrank \
                --run-json '{"executor": "ray", "engines_per_gpu": 2}' ;;
+    # 2r. 4B again after t4b's local engines failed to start ("Engine core initialization failed", the GPU free):
+    #    batchrank with one engine in a Ray actor (the path that worked at 0.6B), both datasets, and FP8 on 100
+    #    candidates, against t4b's plain vLLM (same machine kind); then the local executor once more through the
+    #    CLI, whose OUTPUT/logs/engine.log keeps the engine core's own error lines. ~480 s
+    t4b-ray) bench t4b-ray 4b --datasets "$(size 100:250,1000:25 20:4,50:2)" --systems batchrank,fp8 \
+               --fp8-datasets "$(size 100:250 20:4)" "${FP8[@]}" \
+               --run-json '{"executor": "ray", "num_workers": 1, "engines_per_gpu": 1}'
+             local_diagnosis "${SHAPE_OVERRIDE:-4b}" ;;
     # 5b. 0.6B with three engines on the GPU (Ray), 100 and 1000 candidates (ratio: against t06's plain vLLM): whether
     #    auto should give a small model three engines instead of two. ~280 s with t06's model and data
     epg3-06) bench epg3-06 0.6b --datasets "$(size 100:1000,1000:50 20:4,50:2)" --systems batchrank \
@@ -117,6 +125,19 @@ run_entry() {
   esac
 }
 
+local_diagnosis() {  # one short local-executor run through the CLI; its engine log comes back as $OUT/engine.log
+  local shape=$1 job=$ROOT/diagnosis.yaml data
+  data=$(ls "$ROOT/$shape/data/"*.parquet 2>/dev/null | head -1)
+  [ -n "$data" ] || return 0
+  printf 'input: {path: %s}\nmodel: {path: %s, dtype: %s, max_model_len: 2048}\nrun: {executor: local}\noutput: {path: %s}\n' \
+    "$data" "$ROOT/$shape/model-$shape" "$DTYPE" "$ROOT/diagnosis-out" > "$job"
+  timeout 150 "$PY" -m batchrank.cli run "$job" --overwrite --preview 0 > "$OUT/diagnosis.txt" 2>&1
+  echo "local diagnosis: rc=$?" >> "$OUT/diagnosis.txt"
+  cp "$ROOT/diagnosis-out/logs/engine.log" "$OUT/engine.log" 2>/dev/null
+  grep -i -m 20 "error\|exception\|cuda" "$OUT/engine.log" 2>/dev/null | cut -c1-300
+  tail -3 "$OUT/diagnosis.txt"
+}
+
 summary() {  # the entry's rows, short: bench (dataset, system, pairs, pairs/s, ratio, % computed floor, hits)
   local md=$OUT/$1.md
   [ -f "$md" ] || { echo "(no $md)"; return; }
@@ -138,7 +159,7 @@ free_disk_for() {  # delete the entry's model if the disk is getting tight
 }
 
 shape_of() {
-  case $1 in t06|epg3-06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|epg2-4b) echo 4b ;; *) echo 8b ;; esac
+  case $1 in t06|epg3-06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|t4b-ray|epg2-4b) echo 4b ;; *) echo 8b ;; esac
 }
 
 one() {
@@ -152,7 +173,7 @@ one() {
   return "$rc"
 }
 
-ENTRIES=(t06 t4b t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
+ENTRIES=(t06 t4b t4b-ray t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
 nvidia-smi -L 2>/dev/null || echo "no GPU"
 if [ "${1:-}" = dry ]; then  # dry [ENTRY...]: every entry (or those named), one after another
   dry_settings; failed=0; started=$SECONDS; shift

@@ -7,10 +7,9 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchrank import scoring
-from batchrank.eval import Evaluation, evaluate, write_eval_json
 from batchrank.execute import run_executor
 from batchrank.execute.placement import choose_executor
 from batchrank.fingerprint import job_fingerprint
@@ -27,6 +26,9 @@ from batchrank.qrels import Qrels
 from batchrank.scoring.base import ScorerFactory
 from batchrank.spec import JobSpec
 from batchrank.storage import StoragePath
+
+if TYPE_CHECKING:
+    from batchrank.eval import Evaluation
 
 log = logging.getLogger("batchrank")
 
@@ -148,14 +150,20 @@ def _already_complete(layout: OutputLayout, qrels: Qrels | None, chunks: int) ->
 
 def _evaluate_and_report(layout: OutputLayout, qrels: Qrels | None,
                          rewrite: bool) -> tuple[Evaluation | None, StoragePath | None, str | None]:
-    from batchrank.report_html import write_report
+    evaluation = None
+    if qrels is not None:
+        from batchrank.eval import evaluate, write_eval_json  # ir-measures, only where metrics are asked for
 
-    evaluation = evaluate(layout.root, qrels) if qrels is not None else None
+        evaluation = evaluate(layout.root, qrels)
     if evaluation is not None and (rewrite or not _same_evaluation(layout, evaluation)):
+        from batchrank.eval import write_eval_json
+
         write_eval_json(evaluation, layout.root)
     if not rewrite and layout.report_html.exists() and (evaluation is None or _same_evaluation(layout, evaluation)):
         return evaluation, layout.report_html, None
     try:
+        from batchrank.report_html import write_report  # matplotlib, ir-measures: not needed to score
+
         return evaluation, write_report(layout.root, evaluation, qrels), None
     except Exception as error:  # noqa: BLE001 - the scores are complete; a missing report is not a failed job
         reason = f"{type(error).__name__}: {error}"

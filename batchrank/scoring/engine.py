@@ -119,6 +119,12 @@ def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
             # 'finalize_loading'") and recompiles at every start; torch.compile's own cache loads: a warm engine
             # start takes 7.9 s instead of 16.3 s (tiny model, 2 cores).
             os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+        else:
+            # By the time a job starts its engine here, polars' and the tokenizer's thread pools have read and
+            # planned the input, and CUDA's driver was asked for its devices; a forked engine core inherits that
+            # process and died at start on the H200 ("Engine core initialization failed", 4 MiB of GPU memory
+            # used), while the same engine in a Ray actor, which vLLM always spawns, started. Spawn here too.
+            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         started = time.perf_counter()
         try:
             engine = LLM(**arguments)
