@@ -90,6 +90,10 @@ class RunSpec(_Strict):
         "GPU waiting on one engine's CPU work. auto: 2 for weights up to 4 GiB, else 1; always 1 without GPUs"
     )
     chunks_in_flight_per_worker: int = Field(default=2, gt=0)
+    staging_sort_mib: int = Field(
+        default=1024, ge=16, description="memory for grouping a scattered input (or one with rejected rows) into "
+        "its staged copy: an external sort that buckets the rows on local disk (TMPDIR), then sorts one bucket of "
+        "about this size at a time; it bounds the plan's memory, not the staged copy's size")
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
 
     @model_validator(mode="before")

@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import batchrank.scoring.vllm_scorer as vllm_scorer
 from conftest import make_pairs, run_cli, write_job, write_parquet
 from fake_scorer import MAX_QUERY_CHARS, fake_score
 
@@ -448,6 +447,7 @@ def test_trust_remote_code_is_off_unless_set_and_then_warned(tmp_path: Path, fak
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
+    import batchrank.scoring.vllm_scorer as vllm_scorer  # not ported to the redesign yet (scoring/engine.py)
     from batchrank.spec import load_spec
 
     job = fake_job(tmp_path, make_pairs(1, 2))
