@@ -127,9 +127,12 @@ def measure(command: list[str], stop_when: Path | None = None, interval: float =
             "returncode": process.returncode, "output": output}
 
 
-def write_job(work: Path, name: str, source: Path, chunk_size: int) -> Path:
-    job = {"input": {"path": str(source)}, "model": {"path": "/nonexistent/model"},
-           "run": {"executor": "local", "chunk_size": chunk_size}, "output": {"path": str(work / f"out-{name}")}}
+def write_job(work: Path, name: str, source: Path, args: argparse.Namespace) -> Path:
+    run = {"executor": "local", "chunk_size": args.chunk_size}
+    if args.staging_mib:  # a setting the code before issue 14 did not have
+        run["staging_sort_mib"] = args.staging_mib
+    job = {"input": {"path": str(source)}, "model": {"path": "/nonexistent/model"}, "run": run,
+           "output": {"path": str(work / f"out-{name}")}}
     path = work / f"job-{name}.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
@@ -142,7 +145,7 @@ def bench_one(order: str, pairs: int, args: argparse.Namespace) -> list[dict[str
     if generated:
         size = sum(p.stat().st_size for p in source.glob("*.parquet")) / 2**30
         print(f"generated {pairs:,} {order} pairs in {generated:.0f} s ({size:.1f} GiB)", flush=True)
-    job = write_job(Path(args.work), name, source, args.chunk_size)
+    job = write_job(Path(args.work), name, source, args)
     results = []
     if args.only in ("both", "validate"):
         results.append({"step": "validate", **measure([*FAKE_BATCHRANK, "validate", str(job)])})
@@ -177,6 +180,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8, help="files of a scattered input")
     parser.add_argument("--per-query", type=int, default=1000)
     parser.add_argument("--chunk-size", type=int, default=20_000)
+    parser.add_argument("--staging-mib", type=int, default=None, help="run.staging_sort_mib (default: batchrank's)")
     parser.add_argument("--only", choices=("both", "validate", "plan"), default="both")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "batchrank-scale"))
     parser.add_argument("--delete-after", action="store_true", help="remove each input once measured")

@@ -55,7 +55,7 @@ class HashSpill:
         if self.partitions == 1:
             self._files[0].write(hashes.tobytes())
             return
-        partition = (hashes & np.uint64(self.partitions - 1)).astype(np.int64)
+        partition = (hashes & np.uint64(self.partitions - 1)).astype(np.uint16)  # 16 bits: a radix sort
         order = np.argsort(partition, kind="stable")
         grouped = hashes[order]
         ends = np.cumsum(np.bincount(partition, minlength=self.partitions))

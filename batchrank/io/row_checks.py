@@ -85,9 +85,14 @@ class LengthHistogram:
 
     def add(self, lengths: pl.Series) -> None:
         values = lengths.drop_nulls().to_numpy()
+        if not values.size:
+            return
         self.total += int(values.sum(dtype=np.int64))
+        if values.max() < self.DENSE:
+            self.dense += np.bincount(values, minlength=self.DENSE)
+            return
         short = values < self.DENSE
-        self.dense += np.bincount(values[short], minlength=self.DENSE)[: self.DENSE]
+        self.dense += np.bincount(values[short], minlength=self.DENSE)
         if not short.all():
             for value, count in zip(*np.unique(values[~short], return_counts=True), strict=True):
                 self.sparse[int(value)] = self.sparse.get(int(value), 0) + int(count)

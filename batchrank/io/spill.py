@@ -55,7 +55,8 @@ class FrameSpill:
         """Each row of `frame` to the partition its `partition` entry names (0 <= entry < partitions)."""
         if frame.height == 0:
             return
-        order = np.argsort(partition, kind="stable")
+        # (a stable sort of 16-bit keys is a radix sort: a tenth of the time of one of 64-bit keys)
+        order = np.argsort(partition.astype(np.uint16) if self.partitions <= 1 << 16 else partition, kind="stable")
         counts = np.bincount(partition, minlength=self.partitions)
         table = _compact_arrow(frame[order] if (np.diff(order) != 1).any() else frame)
         start = 0
