@@ -10,17 +10,15 @@ Parquet file.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchrank.io.background import SerialWriter
 from batchrank.io.batches import input_batches
 from batchrank.io.input import InputFiles
 from batchrank.io.reject_runs import RowCursor
@@ -67,7 +65,8 @@ def stage_grouped_copy(files: InputFiles, destination: StoragePath, queries: pl.
         if spill is None:  # the first batch tells the size of a row in memory
             row_bytes = 16 + batch.estimated_size() / batch.height
             buckets = bucket_of_ranks(sizes, int(memory_bytes / (row_bytes * SORT_MEMORY_FACTOR)))
-            spill = FrameSpill(scratch / "staging", int(buckets.max()) + 1 if len(buckets) else 1, "bucket")
+            spill = FrameSpill(scratch / "staging", int(buckets.max()) + 1 if len(buckets) else 1, "bucket",
+                               background=True)
         spill.append(frame, buckets[frame[_RANK].to_numpy()])
     assert spill is not None, "open_input refuses an input of zero rows"
     spill.close()
@@ -80,7 +79,7 @@ def stage_grouped_copy(files: InputFiles, destination: StoragePath, queries: pl.
 def _write_buckets(spill: FrameSpill, columns: list[str], local: Path) -> None:
     """Each bucket in rank order: read back as Arrow, its rows put in rank order (a stable sort, so input order
     inside a query) and taken a row group at a time, while a second thread encodes and writes the row groups."""
-    writer = None
+    writer, background = None, SerialWriter(pending=8, name="batchrank-staging")
     try:
         for index in range(spill.partitions):
             bucket = spill.read_arrow(index)
@@ -89,43 +88,14 @@ def _write_buckets(spill: FrameSpill, columns: list[str], local: Path) -> None:
                 continue
             order = pc.sort_indices(bucket, sort_keys=[(_RANK, "ascending")])  # stable
             bucket = bucket.select(columns).combine_chunks()  # a take across many chunks costs per chunk
-            writer = writer or _BackgroundWriter(local, bucket.schema)
+            if writer is None:
+                # Dictionaries only where values repeat (a query's id and text on each of its rows): a dictionary
+                # tried on documents costs time and saves nothing. LZ4: the copy is read once per chunk.
+                writer = pq.ParquetWriter(local, bucket.schema, compression="lz4", use_dictionary=_REPEATED)
             for start in range(0, len(order), STAGED_ROW_GROUP_ROWS):
-                writer.put(bucket.take(order[start:start + STAGED_ROW_GROUP_ROWS]))
+                background.submit(writer.write_table, bucket.take(order[start:start + STAGED_ROW_GROUP_ROWS]))
+        background.flush()
     finally:
+        background.close()
         if writer is not None:
             writer.close()
-
-
-class _BackgroundWriter:
-    """Row groups appended to a Parquet file by a thread of its own (pyarrow releases the GIL while it encodes and
-    writes, so the next row groups are sorted and taken meanwhile). A write error is raised by `put` or `close`."""
-
-    def __init__(self, path: Path, schema: pa.Schema):
-        # Dictionaries only where values repeat (a query's id and text on each of its rows): a dictionary tried on
-        # documents costs time and saves nothing. LZ4: the copy is read once per chunk, and soon removed.
-        self._writer = pq.ParquetWriter(path, schema, compression="lz4", use_dictionary=_REPEATED)
-        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=8)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="batchrank-staging-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (table := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._writer.write_table(table)
-                except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
-                    self._error = error
-
-    def put(self, table: pa.Table) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(table)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._writer.close()
-        if self._error is not None:
-            raise self._error

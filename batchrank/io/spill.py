@@ -19,6 +19,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from batchrank.io.background import SerialWriter
+
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
 
@@ -41,12 +43,14 @@ def _compact_arrow(frame: pl.DataFrame) -> pa.Table:
 class FrameSpill:
     """Frames appended to `partitions` files under `directory`, each partition's rows kept in append order."""
 
-    def __init__(self, directory: Path, partitions: int, name: str = "part"):
+    def __init__(self, directory: Path, partitions: int, name: str = "part", background: bool = False):
         self.directory, self.partitions, self.name = directory, partitions, name
         directory.mkdir(parents=True, exist_ok=True)
         self._writers: dict[int, ipc.RecordBatchStreamWriter] = {}
         self._files: dict[int, object] = {}
         self.rows = np.zeros(partitions, dtype=np.int64)
+        # With `background`, the compression and writes run on a thread of their own (a few batches behind).
+        self._worker = SerialWriter() if background else None
 
     def path(self, index: int) -> Path:
         return self.directory / f"{self.name}-{index:05d}.arrows"
@@ -67,22 +71,33 @@ class FrameSpill:
     def append_to(self, index: int, table: pa.Table | pl.DataFrame) -> None:
         if isinstance(table, pl.DataFrame):
             table = _compact_arrow(table)
+        self.rows[index] += table.num_rows
+        if self._worker is not None:
+            self._worker.submit(self._write, index, table)
+        else:
+            self._write(index, table)
+
+    def _write(self, index: int, table: pa.Table) -> None:
         writer = self._writers.get(index)
         if writer is None:
             handle = open(self.path(index), "wb")  # noqa: SIM115 - closed in close()
             writer = ipc.new_stream(handle, table.schema, options=_IPC_OPTIONS)
             self._writers[index], self._files[index] = writer, handle
         writer.write_table(table)
-        self.rows[index] += table.num_rows
 
     def finish(self, index: int) -> None:
         """Close one partition's file (nothing more is appended to it), so that it can be read already."""
+        if self._worker is not None:
+            self._worker.flush()
         writer = self._writers.pop(index, None)
         if writer is not None:
             writer.close()
             self._files.pop(index).close()  # type: ignore[attr-defined]
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         for index in list(self._writers):
             self.finish(index)
 
