@@ -19,7 +19,8 @@ import yaml
 
 QUERIES = 600
 BATCH_ROWS = 1 << 15  # the plan's read batches, smaller than the inputs (as 1M rows is, against real ones)
-MARGIN_MIB = 40  # the old per-pair index took ~190 MiB more at 1.2M pairs than at 300k
+MARGIN_MIB = 80  # the old per-pair index: ~0.2 GiB per million pairs, ~180 MiB more at 1.2M than at 300k;
+# this plan: within +-25 MiB run to run (allocator and thread timing) at both sizes
 
 PLAN = """
 import sys
