@@ -117,30 +117,36 @@ def _has_plan(layout: Any) -> bool:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
 @_user_errors
 def validate(job: str, overrides: tuple[str, ...]) -> None:
-    """Check JOB's spec, model and input (columns, nulls, empties, duplicates) without starting an engine.
+    """Check JOB's spec, model and input (columns, nulls, empties, duplicates, queries too long for the model)
+    without starting an engine.
 
     With input.on_bad_rows: skip, lists what a run would skip.
     """
+    from functools import partial
+
     from batchrank import scoring
     from batchrank.console import print_input_report, print_model_facts
-    from batchrank.io.rejects import summarize_reasons
+    from batchrank.io.spill import scratch_directory
     from batchrank.io.validate import check_rows, raise_if_nothing_left, raise_on_problems
     from batchrank.job.preflight import check_job
     from batchrank.spec import load_spec
 
     spec = load_spec(job, overrides)
-    checked = check_job(spec, scoring.default_scorer_factory())
+    factory = scoring.default_scorer_factory()
+    checked = check_job(spec, factory)
     if checked.qrels is not None:
         click.echo(f"qrels: {checked.qrels.frame.height} judgments in {spec.eval.qrels}")
     print_model_facts(checked.model)
-    check = check_rows(checked.files, spec.input.on_bad_rows)
+    with scratch_directory() as scratch:
+        too_long = partial(factory.too_long_queries, spec, checked.model)
+        check = check_rows(checked.files, spec.input.on_bad_rows, scratch, too_long)
     print_input_report(check.report)
-    if spec.input.on_bad_rows == "error" or check.rejected is None:
+    if spec.input.on_bad_rows == "error" or check.rejects is None:
         raise_on_problems(check.report)
         click.echo("input OK")
         return
     click.echo(f"input.on_bad_rows is skip: a run would skip {check.rejected_rows} of {check.report.rows} rows "
-               f"({summarize_reasons(check.rejected['reason'])}) and list them in OUTPUT/rejects.parquet")
+               f"({check.summarize_rejects()}) and list them in OUTPUT/rejects.parquet")
     raise_if_nothing_left(check, spec.input.path)
     click.echo(f"input OK: {check.report.rows - check.rejected_rows} rows to score")
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import polars as pl
-
 
 @dataclass(frozen=True)
 class Chunk:
@@ -21,19 +19,6 @@ class Chunk:
     @property
     def rows(self) -> str:
         return f"rows {self.start}..{self.start + self.num_rows - 1}"
-
-
-def queries_are_contiguous(index: pl.DataFrame) -> bool:
-    runs = index.group_by("query_id").agg(
-        pl.col("row").min().alias("first"), pl.col("row").max().alias("last"), pl.len().alias("n")
-    )
-    return bool((runs["last"] - runs["first"] + 1 == runs["n"]).all())
-
-
-def query_sizes_in_order(index: pl.DataFrame) -> list[int]:
-    """Rows per query, queries in order of first appearance (the index must be grouped by query)."""
-    runs = index.group_by("query_id", maintain_order=True).agg(pl.len().alias("n"))
-    return runs["n"].to_list()
 
 
 def cut_chunks(query_sizes: list[int], chunk_size: int) -> list[Chunk]:

@@ -103,6 +103,10 @@ class RunSpec(_Strict):
         default=2, gt=0, description="chunks each engine holds at once (local and Ray alike): while one finishes in "
         "the engine, the next is already queued in it and a third may be read and tokenized; 1 drains the engine at "
         "every chunk's end")
+    staging_sort_mib: int = Field(
+        default=1024, ge=16, description="memory for grouping a scattered input (or one with rejected rows) into "
+        "its staged copy: an external sort that buckets the rows on local disk (TMPDIR), then sorts one bucket of "
+        "about this size at a time; it bounds the plan's memory, not the staged copy's size")
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
 
     @model_validator(mode="before")

@@ -49,13 +49,13 @@ def test_wrong_column_type_is_named(tmp_path: Path) -> None:
     "field, value, message",
     [("query_text", None, "query is null"), ("query_text", "  ", "query is empty"), ("passage", None, "document is null"), ("passage", "", "document is empty")],
 )
-def test_null_or_empty_text_names_the_row(tmp_path: Path, field: str, value, message: str) -> None:
+def test_null_or_empty_text_names_the_row(tmp_path: Path, field: str, value, message: str, fake_engine: None) -> None:
     rows = make_pairs(3, 4)
     rows[6][field] = value
     expect_error(job_for(tmp_path, rows), "in.parquet row 6", "query_id 'q001'", "doc_id 'd001-002'", message)
 
 
-def test_duplicate_pairs_are_refused(tmp_path: Path) -> None:
+def test_duplicate_pairs_are_refused(tmp_path: Path, fake_engine: None) -> None:
     rows = make_pairs(2, 3)
     rows.append(dict(rows[1]))
     expect_error(job_for(tmp_path, rows), "duplicate (query_id, doc_id)", "'d000-001'")
@@ -100,7 +100,7 @@ def test_keep_column_missing_from_input(tmp_path: Path) -> None:
     expect_error(job, "in.parquet", "'title'")
 
 
-def test_validate_reports_statistics_and_problems_without_a_model(tmp_path: Path) -> None:
+def test_validate_reports_statistics_and_problems_without_a_model(tmp_path: Path, fake_engine: None) -> None:
     rows = make_pairs(3, 4)
     job = job_for(tmp_path, rows)
     result = run_cli("validate", str(job))
@@ -113,7 +113,7 @@ def test_validate_reports_statistics_and_problems_without_a_model(tmp_path: Path
     assert "problem:" in result.output and "document is empty" in result.output
 
 
-def test_bad_input_leaves_finished_output_untouched(tmp_path: Path) -> None:
+def test_bad_input_leaves_finished_output_untouched(tmp_path: Path, fake_engine: None) -> None:
     out = tmp_path / "out"
     (out / "scores").mkdir(parents=True)
     (out / "scores" / "part-000000.parquet").write_bytes(b"finished work")

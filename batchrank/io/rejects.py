@@ -1,9 +1,10 @@
 """Rows that are not scored under `input.on_bad_rows: skip`, and where each one is recorded.
 
-Rows found bad before scoring (nulls, blanks, repeats) go to OUTPUT/rejects/plan.parquet, written before job.json;
-rows of a chunk found bad while it is prepared (a query too long for max_model_len) go to OUTPUT/rejects/part-N,
-written before that chunk's scores part. At the end every piece is merged into OUTPUT/rejects.parquet, so each
-rejected row is in exactly one piece, whatever kills and resumes happened.
+Rows found bad before scoring (nulls, blanks, repeats, a query too long for max_model_len) go to
+OUTPUT/rejects/plan.parquet, written before job.json; rows of a chunk found bad while it is prepared (a query the
+plan did not find too long: another text of the same query_id, a checkpoint planned before this check) go to
+OUTPUT/rejects/part-N, written before that chunk's scores part. At the end every piece is merged into
+OUTPUT/rejects.parquet, so each rejected row is in exactly one piece, whatever kills and resumes happened.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def summarize_reasons(reasons: pl.Series) -> str:
     """'3 document is empty, 1 duplicate (query_id, doc_id) pair', most frequent first."""
     counts = reasons.drop_nulls().alias("reason").value_counts(name="n").sort(["n", "reason"], descending=[True, False])
     return ", ".join(f"{n} {reason}" for reason, n in counts.iter_rows())
+
+
+def summarize_counts(counts: dict[str, int]) -> str:
+    """The same summary from counts per reason."""
+    ordered = sorted(((n, reason) for reason, n in counts.items() if n), key=lambda item: (-item[0], item[1]))
+    return ", ".join(f"{n} {reason}" for n, reason in ordered)
 
 
 def too_long_rejects(frame: pl.DataFrame, mask: pl.Series, input_rows: pl.Series | None,

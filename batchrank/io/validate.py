@@ -1,19 +1,34 @@
-"""Row checks and statistics over the input's light index (ids and text lengths, never the texts themselves)."""
+"""Row checks and statistics of the whole input, streamed: the memory they take follows the number of queries, not
+the number of pairs.
+
+The first pass reads the input in record batches: the row checks (row_checks.py), text lengths, per-query facts
+(query_facts.py) and a hash of every pair spilled to local disk (duplicates.py). A second pass runs only when the
+first found a repeated pair hash or a query too long for the model: it reads the ids (and the query texts) again to
+confirm duplicates on the real ids and to find the rows of the queries too long (second_pass.py). Rejected rows
+stay on local scratch disk, in input order (reject_runs.py), until the plan writes them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from batchrank.errors import InputDataError
-from batchrank.io import parquet_files
+from batchrank.io.batches import input_batches
+from batchrank.io.duplicates import HashSpill, pair_hash, partition_count
 from batchrank.io.input import InputFiles
-from batchrank.io.rejects import DUPLICATE_REASON, REJECTS_COLUMNS, summarize_reasons
+from batchrank.io.query_facts import QueryFactsBuilder, contiguous
+from batchrank.io.reject_runs import ROW_CHECKS_RUN, RejectRuns
+from batchrank.io.rejects import DUPLICATE_REASON, TOO_LONG_REASON, summarize_counts
+from batchrank.io.row_checks import ROW_CHECKS, CheckTally, FirstRow, LengthHistogram, check_columns, reason_column
+from batchrank.io.second_pass import SecondPass, long_queries, second_pass
 
-# A text is blank when it holds nothing but whitespace, control characters (NUL, ESC, ...) and invisible format
-# characters (zero-width space, BOM): the model would see no words. Other text is kept exactly as it is.
-_VISIBLE = r"[^\s\p{Cc}\p{Cf}]"
+TooLongCheck = Callable[[list[str]], list[int]]  # positions of the query texts whose prompt leaves no room
+TOO_LONG_HINT = "; raise it, shorten the query, or set input.on_bad_rows: skip"
 
 
 @dataclass
@@ -33,149 +48,97 @@ class RowCheck:
     """Every row checked: the report, and what a plan needs to know about the rows it will score."""
 
     report: InputReport
-    query_sizes: list[int]  # rows to score per query, queries in order of first appearance
-    contiguous: bool  # each query's rows to score are one contiguous run of the input
-    rejected: pl.DataFrame | None  # under `skip`: the rows not scored (REJECTS_COLUMNS), in input order
-    rejected_input_rows: pl.Series | None = None  # their global row numbers
+    queries: pl.DataFrame  # query_id, rows (to score): queries in order of their first scored row
+    contiguous: bool  # each query's rows to score are one contiguous run of the input (nothing left out)
+    rejects: RejectRuns | None  # under `skip`: the rows not scored, on local scratch disk, in input order
+
+    @property
+    def query_sizes(self) -> list[int]:
+        return self.queries["rows"].to_list()
 
     @property
     def rejected_rows(self) -> int:
-        return 0 if self.rejected is None else self.rejected.height
+        return 0 if self.rejects is None else self.rejects.total
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        return {} if self.rejects is None else dict(self.rejects.counts)
+
+    def summarize_rejects(self) -> str:
+        """'3 document is empty, 1 duplicate (query_id, doc_id) pair', most frequent first."""
+        return summarize_counts(self.rejected_by_reason)
 
 
-def _blank(column: str) -> pl.Expr:
-    text = pl.col(column).cast(pl.String)
-    return text.str.contains(_VISIBLE).not_()
+@dataclass
+class FirstPass:
+    rows: int
+    tally: CheckTally
+    query_chars: LengthHistogram
+    doc_chars: LengthHistogram
+    facts: pl.DataFrame  # query_id, rows, first, last, text: over rows passing the row checks, in first-row order
+    queries: int  # distinct query_id values of every row
+    repeated: np.ndarray  # pair hashes seen more than once
 
 
-def build_row_index(files: InputFiles) -> pl.DataFrame:
-    """One small row per pair: global row number, ids, stripped text lengths and blank flags (null where null).
-
-    A file polars cannot decode (corrupt pages, text that is not UTF-8) is an InputDataError that names the file
-    and column, not a crash.
-    """
-    try:
-        return (
-            files.scan()
-            .select(
-                pl.col("query_id"),
-                pl.col("doc_id"),
-                pl.col("query").str.strip_chars().str.len_chars().alias("query_chars"),
-                pl.col("document").str.strip_chars().str.len_chars().alias("doc_chars"),
-                _blank("query_id").alias("query_id_blank"),
-                _blank("doc_id").alias("doc_id_blank"),
-                pl.col("query").str.contains(_VISIBLE).not_().alias("query_blank"),
-                pl.col("document").str.contains(_VISIBLE).not_().alias("doc_blank"),
-            )
-            .with_row_index("row")
-            .collect(engine="streaming")
-        )
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise InputDataError(describe_unreadable(files, error)) from None
+def first_pass(files: InputFiles, scratch: Path, runs: RejectRuns, hash_bits: int) -> FirstPass:
+    tally, query_chars, doc_chars = CheckTally(), LengthHistogram(), LengthHistogram()
+    facts = QueryFactsBuilder(files.schema[files.spec.column("query_id")])
+    hashes = HashSpill(scratch / "hashes", sum(files.num_rows))
+    columns = ["query_id", "doc_id", "query", *check_columns(), pair_hash(hash_bits).alias("_hash")]
+    rows = 0
+    for offset, batch in input_batches(files, columns):
+        bad = tally.add(offset, batch)
+        query_chars.add(batch["_query_chars"])
+        doc_chars.add(batch["_doc_chars"])
+        facts.add(offset, batch, bad)
+        hashes.add(batch["_hash"].to_numpy())
+        if bad.any():
+            rejected = batch.filter(bad).with_columns(
+                pl.Series("input_row", np.arange(offset, offset + batch.height, dtype=np.int64)).filter(bad),
+                reason_column().alias("reason"))
+            runs.add(ROW_CHECKS_RUN, rejected)
+        rows = offset + batch.height
+    runs.spill.finish(ROW_CHECKS_RUN)
+    merged, queries = facts.finish()
+    return FirstPass(rows, tally, query_chars, doc_chars, merged, queries, hashes.repeated())
 
 
-def describe_unreadable(files: InputFiles, error: BaseException) -> str:
-    """Which input file (and column) cannot be decoded; re-reads file by file, only on this error path."""
-    for path in files.paths:
-        for column in files.source_columns():
-            try:
-                parquet_files.scan([path]).select(pl.col(column)).collect()
-            except (pl.exceptions.PolarsError, OSError) as column_error:
-                reason = str(column_error).splitlines()[0]
-                return f"{path}: column {column!r} cannot be read ({reason}); the file is corrupt or not UTF-8 text"
-    return f"input.path: the input cannot be read ({str(error).splitlines()[0]})"
+def _problem(files: InputFiles, what: str, first: FirstRow) -> str:
+    path, row = files.locate(first.row)
+    more = f" (and {first.count - 1} more row(s))" if first.count > 1 else ""
+    return f"{path} row {row} (query_id {first.query_id!r}, doc_id {first.doc_id!r}): {what}{more}"
 
 
-_ROW_CHECKS = (
-    (pl.col("query_id").is_null(), "query_id is null"),
-    (pl.col("query_id_blank"), "query_id is empty"),
-    (pl.col("doc_id").is_null(), "doc_id is null"),
-    (pl.col("doc_id_blank"), "doc_id is empty"),
-    (pl.col("query_chars").is_null(), "query is null"),
-    (pl.col("query_blank"), "query is empty"),
-    (pl.col("doc_chars").is_null(), "document is null"),
-    (pl.col("doc_blank"), "document is empty"),
-)
+def _problems(files: InputFiles, first: FirstPass, second: SecondPass | None) -> list[str]:
+    found = [_problem(files, what, first.tally.found[what]) for what in ROW_CHECKS if what in first.tally.found]
+    if second is not None and second.duplicate is not None:  # a repeated pair names its later copy
+        found.append(_problem(files, DUPLICATE_REASON, second.duplicate))
+    if second is not None and second.too_long is not None:
+        found.append(_problem(files, TOO_LONG_REASON, second.too_long) + TOO_LONG_HINT)
+    return found
 
 
-def _describe(files: InputFiles, index: pl.DataFrame, mask: pl.Expr, what: str) -> str | None:
-    bad = index.filter(mask)
-    if bad.is_empty():
-        return None
-    first = bad.row(0, named=True)
-    path, row = files.locate(first["row"])
-    more = f" (and {bad.height - 1} more row(s))" if bad.height > 1 else ""
-    return f"{path} row {row} (query_id {first['query_id']!r}, doc_id {first['doc_id']!r}): {what}{more}"
-
-
-def find_problems(files: InputFiles, index: pl.DataFrame) -> list[str]:
-    # A repeated pair names its later copy: the first one is the pair that `skip` scores.
-    checks = [*_ROW_CHECKS, (~pl.struct("query_id", "doc_id").is_first_distinct(), DUPLICATE_REASON)]
-    return [problem for mask, what in checks if (problem := _describe(files, index, mask, what))]
-
-
-def reject_reasons(index: pl.DataFrame) -> pl.Series:
-    """Why each row would be skipped under `input.on_bad_rows: skip` (null: the row is scored).
-
-    The first failing check names the row. Of rows repeating a (query_id, doc_id), the first one that passes the
-    other checks is scored and the later ones are rejected as duplicates.
-    """
-    reason = pl.lit(None, dtype=pl.String)
-    for mask, what in reversed(_ROW_CHECKS):
-        reason = pl.when(mask).then(pl.lit(what)).otherwise(reason)
-    reasons = index.select(reason.alias("reason"))["reason"]
-    candidates = index.with_columns(reasons).filter(pl.col("reason").is_null())
-    repeated = candidates.filter(~pl.struct("query_id", "doc_id").is_first_distinct())["row"]
-    duplicate = index["row"].is_in(repeated.implode())
-    return pl.select(pl.when(duplicate).then(pl.lit(DUPLICATE_REASON)).otherwise(reasons).alias("reason"))["reason"]
-
-
-def _length_stats(column: pl.Series) -> dict[str, float]:
-    column = column.drop_nulls()
-    if column.is_empty():
-        return {}
-    return {
-        "min": int(column.min()),
-        "mean": round(float(column.mean()), 1),
-        "p50": int(column.quantile(0.5)),
-        "p95": int(column.quantile(0.95)),
-        "max": int(column.max()),
-    }
-
-
-def _contiguous(index: pl.DataFrame) -> bool:
-    runs = index.group_by("query_id").agg(
-        pl.col("row").min().alias("first"), pl.col("row").max().alias("last"), pl.len().alias("n")
-    )
-    return bool((runs["last"] - runs["first"] + 1 == runs["n"]).all())
-
-
-def check_rows(files: InputFiles, on_bad_rows: str) -> RowCheck:
-    """Check every row of the input (nulls, blanks, duplicates). Under `error` the caller raises on the report's
-    problems; under `skip` the bad rows are returned as rejects and left out of the query sizes."""
-    index = build_row_index(files)
-    report = InputReport(
-        rows=index.height,
-        queries=index["query_id"].n_unique(),
-        files=len(files.paths),
-        query_chars=_length_stats(index["query_chars"]),
-        doc_chars=_length_stats(index["doc_chars"]),
-        problems=find_problems(files, index),
-    )
-    rejected, rejected_rows = None, None
-    if on_bad_rows == "skip" and report.problems:
-        reasons = reject_reasons(index)
-        bad = index.select("row", "query_id", "doc_id").with_columns(reasons.alias("reason"))
-        bad = bad.filter(pl.col("reason").is_not_null())
-        located = files.locate_many(bad["row"])
-        rejected = pl.concat([bad.select("query_id", "doc_id", "reason"), located], how="horizontal")
-        rejected_rows = bad["row"].cast(pl.Int64)
-        index = index.filter(reasons.is_null())
-    sizes = index.group_by("query_id", maintain_order=True).agg(pl.len().alias("n"))["n"].to_list()
-    # With rows left out, the scored rows are staged as a grouped copy whatever their order.
-    contiguous = rejected is None and _contiguous(index)
-    return RowCheck(report, sizes, contiguous, None if rejected is None else rejected.select(REJECTS_COLUMNS),
-                    rejected_rows)
+def check_rows(files: InputFiles, on_bad_rows: str, scratch: Path, too_long: TooLongCheck | None = None,
+               hash_bits: int = 64) -> RowCheck:
+    """Check every row of the input: nulls, blanks, repeated pairs and, with `too_long`, queries whose prompt cannot
+    fit. Under `error` the caller raises on the report's problems; under `skip` the bad rows are kept as rejects
+    (files under `scratch`, which must outlive the RowCheck) and left out of the query sizes."""
+    runs = RejectRuns(scratch / "rejects", partition_count(sum(files.num_rows)))
+    first = first_pass(files, scratch, runs, hash_bits)
+    long = long_queries(first.facts, too_long)
+    second = None
+    if first.repeated.size or long.height:
+        second = second_pass(files, scratch, runs, first.repeated, long, hash_bits)
+    runs.close()
+    report = InputReport(rows=first.rows, queries=first.queries, files=len(files.paths),
+                         query_chars=first.query_chars.stats(), doc_chars=first.doc_chars.stats(),
+                         problems=_problems(files, first, second))
+    if on_bad_rows != "skip" or not runs.total:
+        queries = first.facts.select("query_id", pl.col("rows").cast(pl.Int64))
+        return RowCheck(report, queries, contiguous(first.facts), None)
+    facts = first.facts if second is None else second.adjust(first.facts)
+    queries = facts.filter(pl.col("rows") > 0).sort("first").select("query_id", pl.col("rows").cast(pl.Int64))
+    return RowCheck(report, queries, False, runs)  # with rows left out, the rows to score are staged
 
 
 def raise_on_problems(report: InputReport) -> None:
@@ -186,9 +149,8 @@ def raise_on_problems(report: InputReport) -> None:
 
 def raise_if_nothing_left(check: RowCheck, path: str) -> None:
     """Under `skip`, an input whose every row is bad still stops the job."""
-    if check.rejected is not None and check.rejected.height == check.report.rows:
+    if check.rejects is not None and check.rejected_rows == check.report.rows:
         raise InputDataError(
-            f"input.path {path}: all {check.report.rows} rows are bad ({summarize_reasons(check.rejected['reason'])}); "
+            f"input.path {path}: all {check.report.rows} rows are bad ({check.summarize_rejects()}); "
             f"nothing to score. First: {check.report.problems[0]}"
         )
-

@@ -1,22 +1,28 @@
-"""A job's plan: made once (check every row, stage a grouped copy if needed, cut chunks, write job.json), then
-resumed by every later run of the same job."""
+"""A job's plan: made once (check every row in streaming passes, stage a grouped copy if needed, cut chunks, write
+job.json), then resumed by every later run of the same job. The checks and the staging work in a scratch directory
+under TMPDIR, removed when the plan is written."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from batchrank.errors import CheckpointError, RunFailure
 from batchrank.fingerprint import check_resumable
-from batchrank.io.rejects import check_plan_rejects, summarize_reasons, write_rejects
-from batchrank.io.validate import check_rows, raise_if_nothing_left, raise_on_problems
+from batchrank.io.input import InputFiles
+from batchrank.io.rejects import check_plan_rejects
+from batchrank.io.spill import scratch_directory
+from batchrank.io.validate import RowCheck, check_rows, raise_if_nothing_left, raise_on_problems
 from batchrank.job.preflight import Checked
 from batchrank.output.checkpoint import clear
 from batchrank.output.layout import OutputLayout
 from batchrank.output.manifest import Manifest, read_manifest, write_manifest
 from batchrank.plan import cut_chunks
+from batchrank.scoring.base import ScorerFactory
 from batchrank.staging import stage_grouped_copy
 
 log = logging.getLogger("batchrank")
@@ -41,29 +47,49 @@ def resume(checked: Checked, layout: OutputLayout, fingerprint: dict[str, Any]) 
     return manifest
 
 
-def make_plan(checked: Checked, layout: OutputLayout, fingerprint: dict[str, Any]) -> Manifest:
-    """Check every row, then (and only then) write the plan into a cleared output directory."""
+def make_plan(checked: Checked, layout: OutputLayout, fingerprint: dict[str, Any],
+              factory: ScorerFactory | None = None) -> Manifest:
+    """Check every row, then (and only then) write the plan into a cleared output directory.
+
+    With `factory`, rows whose query and instruction alone cannot fit max_model_len are bad rows found here, before
+    anything is written (the prepare stage's check stays as the safety net)."""
     spec, files = checked.spec, checked.files
-    check = check_rows(files, spec.input.on_bad_rows)  # bad rows stop the job before the output is touched
-    if spec.input.on_bad_rows == "error":
-        raise_on_problems(check.report)
-    raise_if_nothing_left(check, spec.input.path)
-    clear(layout)
-    if check.rejected is not None:
-        layout.rejects_dir.mkdir()
-        write_rejects(check.rejected, layout.plan_rejects)
-        log.warning("input.on_bad_rows is skip: %d bad row(s) will not be scored (%s); they go to %s",
-                    check.rejected.height, summarize_reasons(check.rejected["reason"]), layout.rejects)
-    staged = None
-    if not check.contiguous:
-        try:
-            stage_grouped_copy(files.scan(), layout.staged_input, check.rejected_input_rows)
-        except (OSError, pl.exceptions.PolarsError) as error:
-            raise RunFailure(f"{layout.staged_input}: cannot write the staged input: {error}") from error
-        log.info("staged the rows to score, grouped by query, at %s", layout.staged_input)
-        staged = str(layout.staged_input.absolute())
+    too_long = None if factory is None else partial(factory.too_long_queries, spec, checked.model)
+    with scratch_directory() as scratch:
+        check = check_rows(files, spec.input.on_bad_rows, scratch, too_long)
+        if spec.input.on_bad_rows == "error":  # bad rows stop the job before the output is touched
+            raise_on_problems(check.report)
+        raise_if_nothing_left(check, spec.input.path)
+        clear(layout)
+        if check.rejects is not None:
+            _write_plan_rejects(check, files, layout)
+        staged = None
+        if not check.contiguous:
+            staged = _stage(check, files, layout, scratch, spec.run.staging_sort_mib << 20)
     chunks = cut_chunks(check.query_sizes, spec.run.chunk_size)
     manifest = Manifest(fingerprint, chunks, sum(check.query_sizes), staged, check.rejected_rows,
-                        spec.input.on_bad_rows, len(check.query_sizes))
+                        spec.input.on_bad_rows, check.queries.height)
     write_manifest(layout, manifest)
     return manifest
+
+
+def _write_plan_rejects(check: RowCheck, files: InputFiles, layout: OutputLayout) -> None:
+    assert check.rejects is not None
+    layout.rejects_dir.mkdir()
+    try:
+        with layout.plan_rejects.local_staging_file() as local:
+            check.rejects.write(files, local)
+    except OSError as error:
+        raise RunFailure(f"{layout.plan_rejects}: cannot write the rejected rows: {error}") from error
+    log.warning("input.on_bad_rows is skip: %d bad row(s) will not be scored (%s); they go to %s",
+                check.rejected_rows, check.summarize_rejects(), layout.rejects)
+
+
+def _stage(check: RowCheck, files: InputFiles, layout: OutputLayout, scratch: Path, memory_bytes: int) -> str:
+    excluded = check.rejects.rows() if check.rejects is not None else None
+    try:
+        buckets = stage_grouped_copy(files, layout.staged_input, check.queries, excluded, scratch, memory_bytes)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        raise RunFailure(f"{layout.staged_input}: cannot write the staged input: {error}") from error
+    log.info("staged the rows to score, grouped by query, at %s (%d sorted bucket(s))", layout.staged_input, buckets)
+    return str(layout.staged_input.absolute())

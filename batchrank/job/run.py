@@ -94,7 +94,7 @@ def _run_locked(checked: Checked, layout: OutputLayout, factory: ScorerFactory, 
     if manifest is None:
         if overwrite:
             log.info("--overwrite: removing the previous results in %s", layout.root)
-        manifest = make_plan(checked, layout, fingerprint)
+        manifest = make_plan(checked, layout, fingerprint, factory)
     context = JobContext(spec, checked.files, manifest, layout, checked.model)
     try:
         return _score_and_finish(context, factory, checked.qrels)

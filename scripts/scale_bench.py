@@ -1,0 +1,199 @@
+"""Validate and plan at scale (issue 14): time and peak memory of `batchrank validate` and of `batchrank run` up to
+its plan (OUTPUT/job.json written), on synthetic pairs generated batch by batch, never held in memory.
+
+Pairs: 1000 candidates per query (--per-query), short texts. `grouped`: one file, queries in order. `scattered`:
+--files files; every block of 1000 queries is dealt round-robin over its rows (query q's candidates are 1000 rows
+apart) and each block is split over every file, so each query's rows lie in all files. Both commands run as
+subprocesses with the fake scorer (tests/fake_scorer.py: no model); the peak is the resident set of the process
+tree, sampled every 50 ms. Not a timed test.
+
+usage (repo root):
+  python scripts/scale_bench.py --sizes 2M,10M,40M --order grouped,scattered --work /tmp/scale
+  python scripts/scale_bench.py --sizes 1B --order grouped --work /tmp/scale --only plan
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench import REPO, child_environment, process_tree_rss_mib  # noqa: E402
+
+FAKE_BATCHRANK = [sys.executable, str(REPO / "tests" / "fake_scorer.py")]
+WORDS = np.array("water boils at one hundred degrees sea level vaccine immune system python list sort method "
+                 "photosynthesis plants light energy sugar tower paris iron bread flour yeast oven king".split())
+BLOCK_QUERIES = 1000  # a scattered block: this many queries interleaved row by row
+SCHEMA = pa.schema([("query_id", pa.string()), ("query", pa.string()), ("doc_id", pa.string()),
+                    ("document", pa.string())])
+
+
+def parse_count(text: str) -> int:
+    scale = {"k": 10**3, "M": 10**6, "B": 10**9}
+    return int(float(text[:-1]) * scale[text[-1]]) if text[-1] in scale else int(text)
+
+
+def pairs_table(queries: np.ndarray, candidates: np.ndarray) -> pa.Table:
+    """Rows for (query number, candidate number) pairs: ids and short texts built column-wise by Arrow."""
+    q = pa.array(queries).cast(pa.string())
+    c = pa.array(candidates).cast(pa.string())
+    doc_numbers = pa.array((queries * 7919 + candidates * 104729) % 10_000_000).cast(pa.string())
+    word = pa.array(WORDS[queries % len(WORDS)])
+    other = pa.array(WORDS[(queries + candidates) % len(WORDS)])
+    return pa.Table.from_arrays([
+        pc.binary_join_element_wise("q", q, ""),
+        pc.binary_join_element_wise("what is", word, q, " "),
+        pc.binary_join_element_wise("p", doc_numbers, ""),
+        pc.binary_join_element_wise("passage", doc_numbers, "on", word, "and", other, c, " "),
+    ], schema=SCHEMA)
+
+
+def generate(order: str, pairs: int, per_query: int, files: int, directory: Path) -> float:
+    """Write the pairs under `directory` (if not there yet); returns the seconds it took (0 when reused)."""
+    done = directory / "_COMPLETE"
+    if done.exists():
+        return 0.0
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    started = time.perf_counter()
+    count = 1 if order == "grouped" else files
+    writers = [pq.ParquetWriter(directory / f"part-{i:02d}.parquet", SCHEMA, compression="zstd") for i in range(count)]
+    queries = pairs // per_query
+    for block in range(0, queries, BLOCK_QUERIES):
+        size = min(BLOCK_QUERIES, queries - block)
+        rows = np.arange(size * per_query, dtype=np.int64)
+        if order == "grouped":
+            table = pairs_table(block + rows // per_query, rows % per_query)
+            writers[0].write_table(table)
+            continue
+        table = pairs_table(block + rows % size, rows // size)  # query q's rows are `size` rows apart
+        for i, piece in enumerate(np.array_split(np.arange(table.num_rows), count)):
+            writers[i].write_table(table.slice(int(piece[0]), len(piece)))
+    for writer in writers:
+        writer.close()
+    done.write_text(str(pairs))
+    return time.perf_counter() - started
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its children so far (the machine is shared: wall time is not)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def measure(command: list[str], stop_when: Path | None = None) -> dict[str, Any]:
+    """Run the command; its wall time, CPU time and the peak resident set of its process tree, sampled every 50 ms
+    for 10 s, then every 250 ms (the sampling's own CPU stays small on a long run). With `stop_when`, the process
+    is killed as soon as that file exists (the time is then the time until it appeared)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=child_environment(), cwd=REPO)
+    peak, cpu = 0.0, 0.0
+    while process.poll() is None:
+        peak = max(peak, process_tree_rss_mib(process.pid) or 0.0)
+        cpu = tree_cpu_seconds(process.pid) or cpu
+        if stop_when is not None and stop_when.exists():
+            seconds = time.perf_counter() - started
+            process.kill()
+            process.communicate()
+            return {"seconds": seconds, "cpu": cpu, "peak_gib": peak / 1024, "returncode": 0, "output": ""}
+        time.sleep(0.05 if time.perf_counter() - started < 10 else 0.25)
+    output = process.communicate()[0]
+    return {"seconds": time.perf_counter() - started, "cpu": cpu, "peak_gib": peak / 1024,
+            "returncode": process.returncode, "output": output}
+
+
+def write_job(work: Path, name: str, source: Path, args: argparse.Namespace) -> Path:
+    run = {"executor": "local", "chunk_size": args.chunk_size}
+    if args.staging_mib:  # a setting the code before issue 14 did not have
+        run["staging_sort_mib"] = args.staging_mib
+    job = {"input": {"path": str(source)}, "model": {"path": "/nonexistent/model"}, "run": run,
+           "output": {"path": str(work / f"out-{name}")}}
+    path = work / f"job-{name}.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def bench_one(order: str, pairs: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    name = f"{order}-{pairs}"
+    source = Path(args.work) / f"pairs-{name}"
+    generated = generate(order, pairs, args.per_query, args.files, source)
+    if generated:
+        size = sum(p.stat().st_size for p in source.glob("*.parquet")) / 2**30
+        print(f"generated {pairs:,} {order} pairs in {generated:.0f} s ({size:.1f} GiB)", flush=True)
+    job = write_job(Path(args.work), name, source, args)
+    results = []
+    if args.only in ("both", "validate"):
+        results.append({"step": "validate", **measure([*FAKE_BATCHRANK, "validate", str(job)])})
+    if args.only in ("both", "plan"):
+        out = Path(args.work) / f"out-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+        command = [*FAKE_BATCHRANK, "run", str(job), "--overwrite", "--preview", "0"]
+        results.append({"step": "plan", **measure(command, stop_when=out / "job.json")})
+        shutil.rmtree(out, ignore_errors=True)
+    for result in results:
+        result.update(load=os.getloadavg()[0], order=order, pairs=pairs, files=1 if order == "grouped" else args.files)
+        if result["returncode"] != 0:
+            print(result["output"][-3000:], file=sys.stderr)
+    if args.delete_after:
+        shutil.rmtree(source, ignore_errors=True)
+    return results
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print("\n| pairs | order | files | step | wall s | pairs/s | CPU s | peak RSS (GiB) | exit | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        rate = r["pairs"] / r["seconds"] / 1e6
+        print(f"| {r['pairs']:,} | {r['order']} | {r['files']} | {r['step']} | {r['seconds']:.1f} | {rate:.2f}M | "
+              f"{r['cpu']:.1f} | {r['peak_gib']:.2f} | {r['returncode']} | {r['load']:.1f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="2M,10M", help="pairs, e.g. 2M,10M,40M,1B")
+    parser.add_argument("--order", default="grouped,scattered")
+    parser.add_argument("--files", type=int, default=8, help="files of a scattered input")
+    parser.add_argument("--per-query", type=int, default=1000)
+    parser.add_argument("--chunk-size", type=int, default=20_000)
+    parser.add_argument("--staging-mib", type=int, default=None, help="run.staging_sort_mib (default: batchrank's)")
+    parser.add_argument("--only", choices=("both", "validate", "plan"), default="both")
+    parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "batchrank-scale"))
+    parser.add_argument("--delete-after", action="store_true", help="remove each input once measured")
+    args = parser.parse_args()
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    results = []
+    for size in args.sizes.split(","):
+        for order in args.order.split(","):
+            results += bench_one(order, parse_count(size), args)
+            print_table(results[-2:] if args.only == "both" else results[-1:])
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
