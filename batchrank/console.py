@@ -97,5 +97,8 @@ def print_status(status: JobStatus, as_json: bool) -> None:
     click.echo(f"{status.output}: {state}")
     # Rows of a finished chunk that were rejected while scoring (input.on_bad_rows: skip) are done, not scored.
     line = f"chunks: {status.chunks_done}/{status.chunks}  rows scored: {status.rows_scored}/{status.rows_planned}"
-    rejected = status.rejected_while_scoring
-    click.echo(line + (f"  rejected while scoring: {rejected}" if rejected else ""))
+    if status.rejected_before_scoring:
+        line += f"  rejected before scoring: {status.rejected_before_scoring}"
+    if status.rejected_while_scoring:
+        line += f"  rejected while scoring: {status.rejected_while_scoring}"
+    click.echo(line)

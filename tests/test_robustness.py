@@ -218,7 +218,8 @@ def test_huge_document_is_truncated_and_an_unfittable_query_is_a_bad_row(tiny_mo
     assert rejects["reason"].str.contains("do not fit model.max_model_len").all()
     assert scores(out).filter(pl.col("doc_id") == "d000-001")["score"].is_between(0, 1).all()
     status = run_cli("status", str(out))
-    assert "rows scored: 8/12  rejected while scoring: 4" in status.output, status.output
+    # The unfittable query is found by the plan, before anything is scored (each distinct query tokenized once).
+    assert "rows scored: 8/8  rejected before scoring: 4" in status.output, status.output
 
 
 # --- files: exit 2 with the path --------------------------------------------------------------------------------
@@ -263,18 +264,24 @@ def test_unreadable_input_file(tmp_path: Path) -> None:
 
 
 def crash_rows() -> list[dict[str, Any]]:
-    """Scattered queries, bad rows rejected before scoring, and queries too long for the scorer: every path."""
+    """Scattered queries, bad rows rejected before scoring, and queries too long for the scorer: every path.
+
+    A query whose first row's text does not fit is found by the plan (qplan); rows whose text differs from their
+    query's first one are checked as their chunk is prepared, the prepare stage's safety net (qlong, q010)."""
     rows = make_pairs(24, 10, seed=4)
     rows[3]["passage"] = ""
     rows.append(dict(rows[50]))
-    for row in rows[100:110]:  # q010: every row rejected while its chunk is scored, the chunk's others scored
+    for row in rows[100:110]:  # q010: all but its first row rejected while its chunk is scored
         row["query_text"] = "x" * (MAX_QUERY_CHARS + 1)
     rows += [{"qid": "qlong", "query_text": "y" * (MAX_QUERY_CHARS + 1), "pid": f"l-{i}", "passage": "p",
-              "bm25_rank": i + 1} for i in range(30)]  # a chunk of its own, every row rejected: an empty part
+              "bm25_rank": i + 1} for i in range(30)]  # a chunk of its own, all but one row rejected while scored
+    rows += [{"qid": "qplan", "query_text": "z" * (MAX_QUERY_CHARS + 1), "pid": f"z-{i}", "passage": "p",
+              "bm25_rank": i + 1} for i in range(5)]  # rejected by the plan: its first row's text does not fit
     random.Random(1).shuffle(rows)
     for position, query in enumerate(("qlong", "q010")):  # the first two chunks reject rows while scoring
         first = next(i for i, row in enumerate(rows) if row["qid"] == query)
         rows.insert(position, rows.pop(first))
+        rows[position]["query_text"] = f"{query} fits"  # its first row fits: the plan keeps the query
     return rows
 
 
@@ -304,7 +311,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_output(tmp_path
     out, marker = tmp_path / "out", tmp_path / "paused"
 
     kill_when_paused(job, "part-write", marker, FAKE_PAUSE_AFTER_PARTS="1")
-    assert [p.name for p in (out / "scores").glob("part-*")] == ["part-000000.parquet"]  # qlong: all rejected
+    assert [p.name for p in (out / "scores").glob("part-*")] == ["part-000000.parquet"]  # qlong: 1 scored, 29 not
     assert [p.name.split(".tmp-")[0] for p in temporaries(out)] == [".part-000001.parquet"], "killed mid-write"
     kill_when_paused(job, "chunk-rejects", marker)
     assert (out / "rejects" / "plan.parquet").exists() and (out / "rejects" / "part-000001.parquet").exists()
@@ -333,8 +340,10 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_output(tmp_path
     assert pl.read_parquet(out / "rejects.parquet").equals(pl.read_parquet(tmp_path / "reference" / "rejects.parquet"))
     info = json.loads((out / "run.json").read_text())
     reference_info = json.loads((tmp_path / "reference" / "run.json").read_text())
-    assert info["rejected_pairs"] == reference_info["rejected_pairs"] == 42  # 1 empty, 1 duplicate, 10 + 30 too long
-    assert info["pairs"] == reference_info["pairs"] == 271 - 42
+    # 1 empty, 1 duplicate, 5 too long found by the plan, 9 + 29 too long found while scoring
+    assert info["rejected_pairs"] == reference_info["rejected_pairs"] == 45
+    assert info["rejected_by_reason"] == reference_info["rejected_by_reason"]
+    assert info["pairs"] == reference_info["pairs"] == 276 - 45
 
 
 # --- disk full: exit 1 with the path, finished parts intact, the rerun completes ----------------------------------

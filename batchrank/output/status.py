@@ -29,8 +29,9 @@ class JobStatus:
     chunks_done: int
     chunks: int
     rows_scored: int
-    rows_planned: int
+    rows_planned: int  # rows to score (rows rejected before scoring are not among them)
     rejected_while_scoring: int
+    rejected_before_scoring: int = 0  # bad rows the plan set aside (input.on_bad_rows: skip)
     run: dict[str, Any] | None = None  # the live run: host, pid, started (and the lease's age)
     last_error: dict[str, Any] | None = None  # _FAILED.json of the last run that failed
 
@@ -69,7 +70,7 @@ def read_status(output_dir: str) -> JobStatus:
     state = "complete" if complete else "running" if run else "failed" if failed else "stopped"
     stats = [part.stats for part in done.values()]
     return JobStatus(str(layout.root), state, len(done), len(manifest.chunks), sum(s.pairs for s in stats),
-                     manifest.total_rows, sum(s.rejected_pairs for s in stats), run, failure)
+                     manifest.total_rows, sum(s.rejected_pairs for s in stats), manifest.rejected_rows, run, failure)
 
 
 def describe_since(started: float | None) -> str:
