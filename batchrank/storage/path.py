@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from batchrank.errors import StorageError
-from batchrank.storage import atomic, filesystems
+from batchrank.storage import atomic, filesystems, local_files
 from batchrank.storage.atomic import TEMPORARY_MARK
 from batchrank.storage.globbing import segments_match
 
@@ -266,11 +265,9 @@ class StoragePath:
         """Like list_files, with each file's size and modification time as the listing gives them (one stat per
         local file; a store's listing pages carry both, so still no request per file)."""
         if self._local is not None:
-            if not self._local.is_dir():
-                return []
-            found = [(StoragePath(Path(entry.path)), FileInfo(True, True, stat.st_size, stat.st_mtime_ns))
-                     for entry, stat in _local_entries(self._local, recursive)
-                     if entry.name.endswith(suffix) and TEMPORARY_MARK not in entry.name]
+            found = [(StoragePath(Path(path)), FileInfo(True, True, size, mtime))
+                     for path, name, size, mtime in local_files.walk(self._local, recursive)
+                     if name.endswith(suffix) and TEMPORARY_MARK not in name]
             return sorted(found, key=lambda item: str(item[0]))
         selector = pafs.FileSelector(self.filesystem_path, allow_not_found=True, recursive=recursive)
         found = [(StoragePath.of(f"{self.scheme}://{info.path}"), FileInfo(True, True, info.size or 0, info.mtime_ns or 0))
@@ -283,22 +280,8 @@ class StoragePath:
         sorted by name; no path object per file, so that a listing of 50,000 parts stays cheap."""
         if self._local is None:
             return [(path.name, info) for path, info in self.list_infos(suffix, recursive=False)]
-        try:
-            entries = os.scandir(self._local)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        found = []
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(suffix) or TEMPORARY_MARK in name:
-                    continue
-                try:
-                    if entry.is_file():
-                        stat = entry.stat()
-                        found.append((name, FileInfo(True, True, stat.st_size, stat.st_mtime_ns)))
-                except FileNotFoundError:
-                    continue
+        found = [(name, FileInfo(True, True, size, mtime)) for _, name, size, mtime in local_files.walk(self._local, False)
+                 if name.endswith(suffix) and TEMPORARY_MARK not in name]
         return sorted(found, key=lambda item: item[0])
 
     @property
@@ -319,15 +302,3 @@ class StoragePath:
             return False
         return segments_match(self.key.split("/"), wanted.key.split("/"))
 
-
-def _local_entries(directory: Path, recursive: bool) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
-    """Regular files under `directory` with their stat (os.scandir: one stat per file, none for the type)."""
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            try:
-                if entry.is_file():
-                    yield entry, entry.stat()
-                elif recursive and entry.is_dir(follow_symlinks=False):
-                    yield from _local_entries(Path(entry.path), recursive)
-            except FileNotFoundError:
-                continue  # removed while listed (a temporary renamed into place)
