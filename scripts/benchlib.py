@@ -192,8 +192,8 @@ def gpu_memory_used_mib() -> float | None:
         return None
 
 
-def process_tree_rss_mib(root_pid: int) -> float | None:
-    """The resident set of a process and all its descendants: what the OOM killer counts."""
+def _process_tree_sum(root_pid: int, measure: Callable[[Any], float]) -> float | None:
+    """`measure` summed over a process and all its descendants (None when the process is gone)."""
     import psutil
 
     try:
@@ -201,13 +201,25 @@ def process_tree_rss_mib(root_pid: int) -> float | None:
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
         return None
-    total = 0
+    total = 0.0
     for process in processes:
         try:
-            total += process.memory_info().rss
+            total += measure(process)
         except psutil.Error:
             continue  # exited between listing and reading
-    return total / 2**20
+    return total
+
+
+def process_tree_rss_mib(root_pid: int) -> float | None:
+    """The resident set of a process and all its descendants: what the OOM killer counts."""
+    total = _process_tree_sum(root_pid, lambda process: process.memory_info().rss)
+    return None if total is None else total / 2**20
+
+
+def process_tree_cpu_seconds(root_pid: int) -> float | None:
+    """User + system CPU seconds of a process and its descendants so far (on a shared machine, steadier than wall
+    time)."""
+    return _process_tree_sum(root_pid, lambda process: sum(process.cpu_times()[:2]))
 
 
 class MemorySampler(threading.Thread):

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,7 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import REPO, child_environment, process_tree_rss_mib  # noqa: E402
+from benchlib import REPO, child_environment, process_tree_cpu_seconds, process_tree_rss_mib  # noqa: E402
 
 FAKE_BATCHRANK = [sys.executable, str(REPO / "tests" / "fake_scorer.py")]
 WORDS = np.array("water boils at one hundred degrees sea level vaccine immune system python list sort method "
@@ -89,23 +88,6 @@ def generate(order: str, pairs: int, per_query: int, files: int, directory: Path
     return time.perf_counter() - started
 
 
-def tree_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process and its children so far (the machine is shared: wall time is not)."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
-
-
 def measure(command: list[str], stop_when: Path | None = None) -> dict[str, Any]:
     """Run the command; its wall time, CPU time and the peak resident set of its process tree, sampled every 50 ms
     for 10 s, then every 250 ms (the sampling's own CPU stays small on a long run). With `stop_when`, the process
@@ -116,7 +98,7 @@ def measure(command: list[str], stop_when: Path | None = None) -> dict[str, Any]
     peak, cpu = 0.0, 0.0
     while process.poll() is None:
         peak = max(peak, process_tree_rss_mib(process.pid) or 0.0)
-        cpu = tree_cpu_seconds(process.pid) or cpu
+        cpu = process_tree_cpu_seconds(process.pid) or cpu
         if stop_when is not None and stop_when.exists():
             seconds = time.perf_counter() - started
             process.kill()

@@ -16,7 +16,7 @@ import polars as pl
 
 from batchrank.embedding_inputs import TextEncoder
 from batchrank.scoring.base import PreparedChunk
-from batchrank.scoring.requests import ChunkRequests, EngineRequests
+from batchrank.scoring.requests import EngineRequests, EngineScorer
 
 
 def similarity(name: str, queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
@@ -41,16 +41,15 @@ class _EmbeddingPayload:
     query_of_pair: np.ndarray  # chunk row -> index of its query
 
 
-class EmbeddingScorer:
+class EmbeddingScorer(EngineScorer):
     """Implements scoring.base.Scorer for the embedding kind."""
 
     kind = "embedding"
 
     def __init__(self, encoder: TextEncoder, similarity_name: str, requests: EngineRequests,
                  description: dict[str, Any]):
-        self.encoder, self.similarity_name, self.requests = encoder, similarity_name, requests
-        self.description = description
-        self.chunks = ChunkRequests()
+        super().__init__(requests, description)
+        self.encoder, self.similarity_name = encoder, similarity_name
 
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
         queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
@@ -73,18 +72,4 @@ class EmbeddingScorer:
             queries, documents = matrix[: payload.queries], matrix[payload.queries :]
             return similarity(self.similarity_name, queries[payload.query_of_pair], documents)
 
-        self.chunks.open(key, len(payload.token_ids), finish)
-        ids = [ChunkRequests.request_id(key, position) for position in range(len(payload.token_ids))]
-        self.requests.add_many(ids, payload.token_ids)
-
-    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
-        return self.chunks.collect(self.requests.step())
-
-    def has_unfinished(self) -> bool:
-        return self.chunks.has_open()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.description, **self.requests.describe()}
-
-    def close(self) -> None:
-        self.requests.close()
+        self.submit_requests(key, payload.token_ids, finish)

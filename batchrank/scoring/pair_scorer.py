@@ -18,7 +18,7 @@ import polars as pl
 from batchrank.pair_encoding import PairEncoder
 from batchrank.prompts import PromptEncoder
 from batchrank.scoring.base import PreparedChunk, order_for_engine
-from batchrank.scoring.requests import ChunkRequests, EngineRequests
+from batchrank.scoring.requests import EngineRequests, EngineScorer
 from batchrank.spec import ModelKind
 
 
@@ -29,14 +29,13 @@ class _PairPayload:
     token_type_starts: list[int] | None  # in engine order; None: every token type 0
 
 
-class PairScorer:
+class PairScorer(EngineScorer):
     """Implements scoring.base.Scorer for the qwen3-yes-no and cross-encoder kinds."""
 
     def __init__(self, kind: ModelKind, encoder: PromptEncoder | PairEncoder, requests: EngineRequests,
                  description: dict[str, Any]):
-        self.kind, self.encoder, self.requests = kind, encoder, requests
-        self.description = description
-        self.chunks = ChunkRequests()
+        super().__init__(requests, description)
+        self.kind, self.encoder = kind, encoder
 
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
         queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
@@ -59,21 +58,9 @@ class PairScorer:
             scores[order] = values  # back from engine order to the chunk's row order
             return scores
 
-        self.chunks.open(key, len(payload.token_ids), finish)
-        ids = [ChunkRequests.request_id(key, position) for position in range(len(payload.token_ids))]
-        self.requests.add_many(ids, payload.token_ids, payload.token_type_starts)
+        self.submit_requests(key, payload.token_ids, finish, payload.token_type_starts)
 
-    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+    @staticmethod
+    def value_of(output: Any) -> float:
         # Qwen3 yes/no: one probability, P(yes). A classifier: the last label's probability.
-        return self.chunks.collect(
-            (rid, probs if isinstance(probs, BaseException) else float(probs[-1])) for rid, probs in self.requests.step()
-        )
-
-    def has_unfinished(self) -> bool:
-        return self.chunks.has_open()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.description, **self.requests.describe()}
-
-    def close(self) -> None:
-        self.requests.close()
+        return float(output[-1])

@@ -104,3 +104,37 @@ class EngineRequests:
         self.loop.abort_all()
         if not self.keep_engine:
             vllm_engine.release_engine(self.arguments)
+
+
+class EngineScorer:
+    """What the vLLM scorers share: a chunk's prompts become requests of the one running engine, and the chunk is
+    finished (its `finish` turns the request values into its scores) when the last of them is back. Subclasses
+    prepare chunks and say how a request's output becomes a value (`value_of`)."""
+
+    def __init__(self, requests: EngineRequests, description: dict[str, Any]):
+        self.requests, self.description = requests, description
+        self.chunks = ChunkRequests()
+
+    def submit_requests(self, key: int, token_ids: list[list[int]], finish: Callable[[list[Any]], np.ndarray],
+                        token_type_starts: list[int] | None = None) -> None:
+        self.chunks.open(key, len(token_ids), finish)
+        ids = [ChunkRequests.request_id(key, position) for position in range(len(token_ids))]
+        self.requests.add_many(ids, token_ids, token_type_starts)
+
+    @staticmethod
+    def value_of(output: Any) -> Any:
+        return output
+
+    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+        return self.chunks.collect(
+            (rid, data if isinstance(data, BaseException) else self.value_of(data)) for rid, data in self.requests.step()
+        )
+
+    def has_unfinished(self) -> bool:
+        return self.chunks.has_open()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.description, **self.requests.describe()}
+
+    def close(self) -> None:
+        self.requests.close()
