@@ -27,8 +27,7 @@ log = logging.getLogger("batchrank")
 # What workers need from the driver's environment: hub off, vLLM's settings, the import path, and where the object
 # store is (never its secrets, which would sit in the job's runtime_env: each node needs its own credentials).
 FORWARDED_ENVIRONMENT = (
-    "HF_HUB_OFFLINE", "VLLM_LOGGING_LEVEL", "VLLM_USE_FLASHINFER_SAMPLER", "PYTHONPATH", "VLLM_CPU_KVCACHE_SPACE",
-    "VLLM_CONFIGURE_LOGGING", "VLLM_LOGGING_CONFIG_PATH",
+    "HF_HUB_OFFLINE", "VLLM_USE_FLASHINFER_SAMPLER", "PYTHONPATH", "VLLM_CPU_KVCACHE_SPACE",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION",
 )
 
@@ -55,9 +54,13 @@ class ScoringWorker:
         return self.pipeline.process(chunk, retry)
 
     def shutdown(self) -> None:
-        """Stop the engine before the actor is killed: ray.kill alone would orphan vLLM's engine processes."""
+        """Stop the engine before the actor is killed: ray.kill alone would orphan vLLM's engine processes (and the
+        GPU memory they hold), whether or not the driver keeps its own engines for another job."""
+        from batchrank.scoring.engine import shutdown_engines
+
         self.pipeline.close()
         self.scorer.close()
+        shutdown_engines()
 
 
 def worker_processes() -> list[Any]:
@@ -114,6 +117,9 @@ class RayExecutor(Executor):
         if started_here:
             environment = {name: os.environ[name] for name in FORWARDED_ENVIRONMENT if name in os.environ}
             environment.setdefault("HF_HUB_OFFLINE", "1")
+            # Workers' lines reach the driver's stderr (log_to_driver): vLLM's warnings only, unless -v. (The
+            # driver's log file is not forwarded: a worker on another node has no such path.)
+            environment["VLLM_LOGGING_LEVEL"] = "DEBUG" if os.environ.get("VLLM_LOGGING_LEVEL") == "DEBUG" else "WARNING"
             try:
                 ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": environment})
             except Exception as error:  # noqa: BLE001 - nothing has run yet: the caller decides what to do instead
