@@ -36,11 +36,37 @@ dry_settings() {  # the same commands on this CPU: tiny model, float32, a few pa
 # sizes: on the GPU as named; dry: a few pairs (dataset DOCS:QUERIES)
 size() { if [ "$DRY" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 
-bench() {  # bench ENTRY SHAPE [bench.py arguments]
-  local entry=$1 shape=${SHAPE_OVERRIDE:-$2}; shift 2
+bench() {  # bench ENTRY SHAPE [bench.py arguments]; several in one entry share its budget
+  local entry=$1 shape=${SHAPE_OVERRIDE:-$2} left=$(( BUDGET - (SECONDS - ENTRY_STARTED) )); shift 2
+  [ "$left" -gt 60 ] || { echo "FAILED: $entry: no time left in the entry's budget"; return 1; }
   "$PY" scripts/bench.py --shape "$shape" --device "$DEVICE" --dtype "$DTYPE" --work "$ROOT/$shape" --title "$entry" \
-    --deadline "$BUDGET" --out-md "$OUT/$entry.md" --out-json "$OUT/$entry.json" "$@"
+    --deadline "$left" --out-md "$OUT/$entry.md" --out-json "$OUT/$entry.json" "$@"
 }
+
+# A lever measured in one entry decides batchrank's model.engine for the later entries of the same machine:
+# choose_engine DEFAULT_JSON VARIANT_JSON ENGINE_JSON writes ENGINE_JSON to $ROOT/engine-choice.json when the variant
+# was more than 3% faster than batchrank's defaults on each dataset both scored, or the defaults failed; else {}.
+choose_engine() {
+  "$PY" - "$@" "$ROOT/engine-choice.json" <<'PYTHON'
+import json, sys
+default_path, variant_path, variant_engine, choice_path = sys.argv[1:5]
+def rates(path):
+    try:
+        runs = json.load(open(path))["runs"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {name: run["systems"]["batchrank"].get("pairs_per_second") for name, run in runs.items()
+            if "batchrank" in run.get("systems", {})}
+default, variant = rates(default_path), rates(variant_path)
+both = [n for n in variant if variant[n] and n in default]
+wins = bool(variant) and all(variant[n] for n in variant) and (
+    not both or any(not default[n] for n in both) or all(variant[n] > 1.03 * default[n] for n in both))
+choice = json.loads(variant_engine) if wins else {}
+json.dump(choice, open(choice_path, "w"))
+print(f"engine choice for later entries: {json.dumps(choice)} (defaults {default}, variant {variant})")
+PYTHON
+}
+engine_choice() { cat "$ROOT/engine-choice.json" 2>/dev/null || echo '{}'; }
 
 prepare() {  # prepare SHAPE DATASET: the model and one dataset, then print the dataset's path
   local shape=${SHAPE_OVERRIDE:-$1}
@@ -65,6 +91,30 @@ run_entry() {
     #    batchrank 265 (2 x: actors and engines ~90, scoring 25 or 13 s, teardown 15)
     t06) bench t06 0.6b --datasets "$(size 100:1000,1000:50 20:4,50:2)" --systems vllm,batchrank \
            --run-json "$RAY_DEFAULT" ;;
+    # Fourth GPU session (issue 13): vLLM's async scheduling (on by default in batchrank on CUDA, off in vLLM for
+    # pooling models), 8B, and 0.6B again. In this order; each later entry takes the engine choice of s4.
+    # s4. 4B: plain vLLM and batchrank's defaults (local executor, one engine) on 100 and 1000 candidates (25,000
+    #    pairs each, ~30 s for plain vLLM), then batchrank with async scheduling off on 100 candidates (the lever's
+    #    before, same machine). ~530 s: build 55 + plain 177 (start 95 cold) + batchrank 2 x (start 60, scoring 25)
+    #    + 20 + the variant 105
+    s4) local defaults variant
+        bench s4 4b --datasets "$(size 100:250,1000:25 20:4,50:2)" --systems vllm,batchrank; defaults=$?
+        bench s4-sync 4b --datasets "$(size 100:250 20:4)" --systems batchrank --engine-json '{"async_scheduling": false}'
+        variant=$?
+        choose_engine "$OUT/s4.json" "$OUT/s4-sync.json" '{"async_scheduling": false}'
+        return $(( defaults || variant )) ;;
+    # s8. 8B: plain vLLM and batchrank (s4's engine choice), one local engine, 100 and 1000 candidates (13,000 pairs
+    #    each, ~30 s for plain vLLM). ~520 s: build 100 + plain 194 (start 110 cold) + batchrank 2 x (70 + 32) + 20
+    s8) bench s8 8b --datasets "$(size 100:130,1000:13 20:4,50:2)" --systems vllm,batchrank \
+          --engine-json "$(engine_choice)" --run-json '{"engines_per_gpu": 1}' ;;
+    # s06. 0.6B: plain vLLM and batchrank's defaults (Ray, 2 engines; s4's engine choice) on 100,000 pairs (100
+    #    candidates). ~345 s: build 30 + data 25 + plain 160 (start 90 cold, 50 s of scoring) + batchrank 130
+    s06) bench s06 0.6b --datasets "$(size 100:1000 20:4)" --systems vllm,batchrank --run-json "$RAY_DEFAULT" \
+           --engine-json "$(engine_choice)" ;;
+    # s8-fp8. 8B FP8 and its drift from batchrank bf16 on the same 13,000 pairs (s4's engine choice; ratio against
+    #    s8's plain vLLM). ~260 s with s8's model and compile cache
+    s8-fp8) bench s8-fp8 8b --datasets "$(size 100:130 20:4)" --systems batchrank,fp8 "${FP8[@]}" \
+              --engine-json "$(engine_choice)" --run-json '{"engines_per_gpu": 1}' ;;
     # 2. 4B: plain vLLM, batchrank with one local engine (the default above 4 GiB of weights) on 100 and 1000
     #    candidates (25,000 pairs each: ~30 s for plain vLLM), FP8 on 100 with its drift from batchrank bf16. ~520 s:
     #    build 55 + plain 177 (start 95 cold) + batchrank 143 (start 60) + FP8 140 (start 95: its own compile)
@@ -139,8 +189,13 @@ local_diagnosis() {  # one short local-executor run through the CLI; its engine 
 }
 
 summary() {  # the entry's rows, short: bench (dataset, system, pairs, pairs/s, ratio, % computed floor, hits)
-  local md=$OUT/$1.md
-  [ -f "$md" ] || { echo "(no $md)"; return; }
+  local md
+  for md in "$OUT/$1.md" "$OUT/$1"-*.md; do [ -f "$md" ] && summary_of "$md"; done
+  [ -f "$OUT/$1.md" ] || echo "(no $OUT/$1.md)"
+}
+
+summary_of() {
+  local md=$1
   grep -h '^| ' "$md" | grep -v '^| ---' | awk -F'|' '
     /candidates x queries/ {mode = "bench"} /^\| run / {mode = "compare"} /^\| documents/ {mode = "memory"}
     mode == "bench" {printf "%-8s|%-62.62s|%8s|%8s|%7s|%8s|%6s\n", $2, $3, $4, $5, $6, $9, $10; next}
@@ -159,12 +214,14 @@ free_disk_for() {  # delete the entry's model if the disk is getting tight
 }
 
 shape_of() {
-  case $1 in t06|epg3-06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|t4b-ray|epg2-4b) echo 4b ;; *) echo 8b ;; esac
+  case $1 in t06|s06|epg3-06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|s4|t4b-ray|epg2-4b) echo 4b ;;
+    *) echo 8b ;; esac
 }
 
 one() {
   local entry=$1 started=$SECONDS rc
-  mkdir -p "$ROOT"; rm -f "$OUT/$entry.md" "$OUT/$entry.json"
+  ENTRY_STARTED=$SECONDS
+  mkdir -p "$ROOT"; rm -f "$OUT/$entry.md" "$OUT/$entry.json" "$OUT/$entry"-*.md "$OUT/$entry"-*.json
   run_entry "$entry" > "$OUT/$entry.log" 2>&1; rc=$?
   echo "== $entry: rc=$rc, $(( SECONDS - started )) s (log $OUT/$entry.log)"
   summary "$entry"
@@ -173,7 +230,7 @@ one() {
   return "$rc"
 }
 
-ENTRIES=(t06 t4b t4b-ray t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
+ENTRIES=(s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
 nvidia-smi -L 2>/dev/null || echo "no GPU"
 if [ "${1:-}" = dry ]; then  # dry [ENTRY...]: every entry (or those named), one after another
   dry_settings; failed=0; started=$SECONDS; shift

@@ -68,6 +68,11 @@ def engine_arguments(spec: JobSpec, kind: ModelKind, model: ModelDirectory, engi
     if kind == "qwen3-yes-no":
         arguments["hf_overrides"] = QWEN3_YES_NO_OVERRIDES
     engine = {"use_tqdm_on_load": False, **spec.model.engine}  # no progress bar of vLLM's on batchrank's stderr
+    if current_platform.is_cuda():
+        # vLLM leaves async scheduling off for pooling models (vllm#39592: it costs time to first token, which a
+        # server cares about); a batch job wants the next step scheduled while the GPU runs this one
+        # (docs/perf-notes.md, entry 28).
+        engine.setdefault("async_scheduling", True)
     if current_platform.is_cpu() and not MEMORY_KEYS & engine.keys():
         engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     elif engines_per_gpu > 1 and not MEMORY_KEYS & engine.keys():
