@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,7 +18,7 @@ from batchrank.execute.placement import (
     worker_options,
 )
 from batchrank.model_dir import ModelDirectory
-from batchrank.scoring.engine import shared_gpu_kv_cache_bytes
+from batchrank.scoring.engine import engine_arguments, shared_gpu_kv_cache_bytes
 from batchrank.spec import JobSpec, parse_spec
 
 # Qwen3-Reranker-0.6B's attention shape: 28 layers, 8 key/value heads of 128.
@@ -101,3 +103,22 @@ def test_auto_executor_by_gpus_and_model_size(tmp_path: Path, monkeypatch: pytes
     assert choose_executor(spec_for(str(tmp_path / "m"), executor="local"), 4, GIB) == "local"
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert choose_executor(spec, 0, GIB) == "ray"  # a cluster was named
+
+
+def test_gpu_engines_schedule_asynchronously_unless_the_spec_says_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # vLLM leaves async scheduling off for pooling models; on a GPU batchrank turns it on (+10% at 4B, measured in
+    # docs/perf-notes.md entry 28), and a user's model.engine setting wins. The CPU build keeps vLLM's choice.
+    gpu = SimpleNamespace(is_cpu=lambda: False, is_cuda=lambda: True, get_device_total_memory=lambda _: 80 * GIB)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", SimpleNamespace(current_platform=gpu))
+    model_path = fake_model(tmp_path / "m", GIB)
+    model = ModelDirectory.open(model_path)
+    arguments = engine_arguments(spec_for(model_path), "qwen3-yes-no", model)
+    assert arguments["async_scheduling"] is True and arguments["runner"] == "pooling"
+    off = engine_arguments(spec_for(model_path, engine={"async_scheduling": False}), "qwen3-yes-no", model)
+    assert off["async_scheduling"] is False
+    shared = engine_arguments(spec_for(model_path), "qwen3-yes-no", model, engines_per_gpu=2)
+    assert shared["async_scheduling"] is True and shared["kv_cache_memory_bytes"] > 0
+    cpu = SimpleNamespace(is_cpu=lambda: True, is_cuda=lambda: False)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", SimpleNamespace(current_platform=cpu))
+    assert "async_scheduling" not in engine_arguments(spec_for(model_path), "qwen3-yes-no", model)
