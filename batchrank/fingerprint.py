@@ -61,8 +61,21 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         elif key == "model.files":
             changes.append("the model's files changed since the checkpoint (weights, tokenizer or config)")
         else:
-            changes.append(f"{key} changed since the checkpoint: {before!r} -> {after!r}")
+            changes.extend(f"{name} changed since the checkpoint: {was!r} -> {now!r}"
+                           for name, was, now in _differing_fields(key, before, after))
     return changes
+
+
+def _differing_fields(key: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) for each field that differs, descending into mappings: a changed instruction is named as
+    model.input_format.instruction, not as the whole input format twice."""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return [(key, before, after)]
+    found: list[tuple[str, Any, Any]] = []
+    for field in list(after) + [f for f in before if f not in after]:
+        if before.get(field) != after.get(field):
+            found.extend(_differing_fields(f"{key}.{field}", before.get(field), after.get(field)))
+    return found
 
 
 def _describe_files(before: list[list[Any]], after: list[list[Any]]) -> str:

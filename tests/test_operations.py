@@ -270,3 +270,7 @@ def test_the_model_may_move_without_invalidating_its_checkpoint(tmp_path: Path, 
     one_line_error(changed, 2, "the model's files changed since the checkpoint", "--overwrite")
     dtype = run_cli("run", str(job), "--set", "model.dtype=bfloat16")
     one_line_error(dtype, 2, "model.dtype changed since the checkpoint: 'float32' -> 'bfloat16'")
+    instruction = one_line_error(run_cli("run", str(job), "--set", "prompt.instruction=find recipes"), 2,
+                                 "model.input_format.instruction changed since the checkpoint: 'Given a web search "
+                                 "query, retrieve relevant passages that answer the query' -> 'find recipes'")
+    assert "<|im_start|>" not in instruction  # the field that changed, not the whole input format twice
