@@ -38,6 +38,10 @@ def configure_console(verbosity: int) -> None:
     root.addHandler(sink)
     root.setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "DEBUG" if verbosity > 0 else "INFO")
+    if verbosity <= 0:
+        # torch's C++ warnings (the CPU build's "NUMA binding" note at every engine start) bypass Python's logging
+        # and write to stderr directly; libc10 reads this when torch is imported, which happens later, at the engine.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
 
 class EngineLog:
