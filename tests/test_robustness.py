@@ -477,7 +477,8 @@ def test_trust_remote_code_is_off_unless_set_and_then_warned(tmp_path: Path, fak
     from batchrank.spec import load_spec
 
     job = fake_job(tmp_path, make_pairs(1, 2))
-    platform = SimpleNamespace(current_platform=SimpleNamespace(is_cpu=lambda: True, is_cuda=lambda: False))  # no vLLM import
+    cpu = SimpleNamespace(is_cpu=lambda: True, is_cuda=lambda: False)  # no vLLM import needed
+    platform = SimpleNamespace(current_platform=cpu)
     monkeypatch.setitem(sys.modules, "vllm.platforms", platform)
     spec = load_spec(job)
     (tmp_path / "model").mkdir()
