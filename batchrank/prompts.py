@@ -160,12 +160,8 @@ def fast_token_ids(tokenizer: Any) -> Callable[[list[str]], list[list[int]]] | N
     return token_ids if token_ids(_PROBE_TEXTS) == [list(ids) for ids in expected] else None
 
 
-def token_id_function(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
-    """Texts -> their token ids without special tokens and untruncated: fast_token_ids where it is exact, else the
-    tokenizer's own call."""
-    fast = fast_token_ids(tokenizer)
-    if fast is not None:
-        return fast
+def own_token_ids(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
+    """Texts -> their token ids through the tokenizer's own call (no special tokens, untruncated)."""
 
     def own(texts: list[str]) -> list[list[int]]:
         return [list(ids) for ids in tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]]
@@ -173,22 +169,25 @@ def token_id_function(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
     return own
 
 
+def token_id_function(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
+    """Texts -> their token ids without special tokens and untruncated: fast_token_ids where it is exact, else the
+    tokenizer's own call."""
+    return fast_token_ids(tokenizer) or own_token_ids(tokenizer)
+
+
 class PromptEncoder:
     """Renders and tokenizes pairs with a template, truncating only the document to fit `max_model_len`."""
 
-    def __init__(self, tokenizer: Any, template: Template, instruction: str | None, max_model_len: int):
+    def __init__(self, tokenizer: Any, template: Template, instruction: str | None, max_model_len: int,
+                 token_ids: Callable[[list[str]], list[list[int]]] | None = None):
+        """`token_ids`: how texts become ids (default token_id_function; scripts/prepare_cost.py times both)."""
         self.tokenizer = tokenizer
         self.template = template
         self.instruction = resolve_instruction(instruction)
         self.max_model_len = max_model_len
         self.lead, self.trail = special_token_wrapping(tokenizer)
-        self.fast_ids = fast_token_ids(tokenizer)  # None: the tokenizer's own call (scripts/prepare_cost.py)
+        self._ids = token_ids or token_id_function(tokenizer)
         self.prefix_ids = self._ids([template.prefix])[0] if template.prefix else []
-
-    def _ids(self, texts: list[str]) -> list[list[int]]:
-        if self.fast_ids is not None:
-            return self.fast_ids(texts)
-        return self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
 
     def encode(self, queries: list[str], documents: list[str]) -> EncodedPrompts:
         unique_queries = list(dict.fromkeys(queries))
