@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchrank.io.background import SerialWriter
-from batchrank.io.batches import input_batches
+from batchrank.io.batches import input_batches, row_numbers
 from batchrank.io.input import InputFiles
 from batchrank.io.reject_runs import RowCursor
 from batchrank.io.spill import FrameSpill
@@ -57,7 +57,7 @@ def stage_grouped_copy(files: InputFiles, destination: StoragePath, queries: pl.
     skip = RowCursor(excluded) if excluded is not None else None
     spill, buckets = None, np.zeros(0, dtype=np.int64)
     for offset, batch in input_batches(files, [pl.all()]):
-        rows = pl.Series(SOURCE_ROW, np.arange(offset, offset + batch.height, dtype=np.int64))
+        rows = row_numbers(offset, batch.height, SOURCE_ROW)
         frame = batch.with_columns(rows).join(ranks, on="query_id", how="left", maintain_order="left")
         if skip is not None:
             frame = frame.filter(pl.Series(~skip.mask(offset, batch.height)))

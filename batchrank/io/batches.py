@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import polars as pl
 
 from batchrank.errors import InputDataError
@@ -37,6 +38,11 @@ def input_batches(files: InputFiles, columns: list[pl.Expr | str],
         if batch.height:
             yield offset, batch
             offset += batch.height
+
+
+def row_numbers(offset: int, rows: int, name: str = "input_row") -> pl.Series:
+    """The global row numbers of a batch of `rows` rows whose first is row `offset`."""
+    return pl.Series(name, np.arange(offset, offset + rows, dtype=np.int64))
 
 
 def describe_unreadable(files: InputFiles, error: BaseException) -> str:

@@ -18,6 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
+from batchrank.io.batches import row_numbers
 from batchrank.io.reject_runs import FIRST_DUPLICATES_RUN, RejectRuns
 from batchrank.io.rejects import DUPLICATE_REASON
 from batchrank.io.row_checks import FirstRow
@@ -103,7 +104,7 @@ class CandidateSpill:
         mask = hashes.is_in(self.repeated.implode())
         if not mask.any():
             return
-        rows = pl.Series("input_row", np.arange(offset, offset + batch.height, dtype=np.int64))
+        rows = row_numbers(offset, batch.height)
         frame = pl.DataFrame([rows, batch["query_id"], batch["doc_id"], eligible.alias("eligible")]).filter(mask)
         partition = (hashes.filter(mask).to_numpy() & np.uint64(self.partitions - 1)).astype(np.int64)
         self.spill.append(frame, partition)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from batchrank.io.batches import input_batches
+from batchrank.io.batches import input_batches, row_numbers
 from batchrank.io.duplicates import CandidateSpill, pair_hash
 from batchrank.io.input import InputFiles
 from batchrank.io.reject_runs import ROW_CHECKS_RUN, TOO_LONG_RUN, RejectRuns, RowCursor
@@ -96,12 +96,12 @@ def _too_long(batch: pl.DataFrame, long: pl.DataFrame, good: pl.Series) -> pl.Se
 
 
 def _rejects(batch: pl.DataFrame, offset: int, mask: pl.Series, reason: str) -> pl.DataFrame:
-    rows = pl.Series("input_row", np.arange(offset, offset + batch.height, dtype=np.int64))
+    rows = row_numbers(offset, batch.height)
     return pl.DataFrame([rows, batch["query_id"], batch["doc_id"]]).filter(mask).with_columns(reason=pl.lit(reason))
 
 
 def _first_left(batch: pl.DataFrame, offset: int, long: pl.DataFrame, left: pl.Series) -> pl.DataFrame:
     """The first row of each too-long query that is still to be scored (another text of the same query_id)."""
-    rows = pl.Series("first", np.arange(offset, offset + batch.height, dtype=np.int64))
+    rows = row_numbers(offset, batch.height, "first")
     frame = pl.DataFrame([batch["query_id"], rows]).filter(left & batch["query_id"].is_in(long["query_id"].implode()))
     return frame.group_by("query_id").agg(pl.min("first"))

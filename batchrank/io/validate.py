@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from batchrank.errors import InputDataError
-from batchrank.io.batches import input_batches
+from batchrank.io.batches import input_batches, row_numbers
 from batchrank.io.duplicates import HashSpill, pair_hash, partition_count
 from batchrank.io.input import InputFiles
 from batchrank.io.query_facts import QueryFactsBuilder, contiguous
@@ -94,7 +94,7 @@ def first_pass(files: InputFiles, scratch: Path, runs: RejectRuns, hash_bits: in
         hashes.add(batch["_hash"].to_numpy())
         if bad.any():
             rejected = batch.filter(bad).with_columns(
-                pl.Series("input_row", np.arange(offset, offset + batch.height, dtype=np.int64)).filter(bad),
+                row_numbers(offset, batch.height).filter(bad),
                 reason_column().alias("reason"))
             runs.add(ROW_CHECKS_RUN, rejected)
         rows = offset + batch.height
