@@ -8,7 +8,8 @@ merging costs O(rows) over the input (geometric batching) while holding O(querie
 from __future__ import annotations
 
 import polars as pl
-import pyarrow as pa
+
+from batchrank.io.spill import compact_arrow
 
 _MERGE_AT_LEAST = 1 << 20  # partial facts held before a merge, at least
 
@@ -61,13 +62,13 @@ class QueryFactsBuilder:
 
 
 def compact_strings(frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame with its text copied into buffers of its own: a polars string taken from a batch (by a group-by's
-    `first`, a filter) points into the whole batch's buffers and would keep every batch alive."""
-    texts = [name for name, kind in frame.schema.items() if kind == pl.String]
-    if not texts:
+    """The frame with its text in buffers of its own (spill.compact_arrow), so that facts held across batches do not
+    keep every batch alive."""
+    if pl.String not in frame.schema.values():
         return frame
-    copies = [pl.from_arrow(frame[name].to_arrow().cast(pa.large_string())).alias(name) for name in texts]
-    return frame.with_columns(copies)  # type: ignore[arg-type]
+    compacted = pl.from_arrow(compact_arrow(frame))
+    assert isinstance(compacted, pl.DataFrame)
+    return compacted
 
 
 def _distinct(ids: list[pl.Series]) -> int:

@@ -31,9 +31,10 @@ def scratch_directory(prefix: str = "batchrank-plan-") -> Iterator[Path]:
         yield Path(directory)
 
 
-def _compact_arrow(frame: pl.DataFrame) -> pa.Table:
-    """The frame as Arrow with plain (large) strings: a slice of polars' string views would carry the whole buffers
-    of the batch it came from into every partition file."""
+def compact_arrow(frame: pl.DataFrame) -> pa.Table:
+    """The frame as Arrow with its text copied into plain (large) strings of its own: a polars string taken from a
+    batch (a slice, a filter, a group-by's `first`) is a view into the whole batch's buffers, which would go along
+    into every partition file, or stay alive in memory."""
     table = frame.to_arrow()
     fields = [pa.field(f.name, pa.large_string()) if pa.types.is_string_view(f.type) or pa.types.is_string(f.type)
               else f for f in table.schema]
@@ -62,7 +63,7 @@ class FrameSpill:
         # (a stable sort of 16-bit keys is a radix sort: a tenth of the time of one of 64-bit keys)
         order = np.argsort(partition.astype(np.uint16) if self.partitions <= 1 << 16 else partition, kind="stable")
         counts = np.bincount(partition, minlength=self.partitions)
-        table = _compact_arrow(frame[order] if (np.diff(order) != 1).any() else frame)
+        table = compact_arrow(frame[order] if (np.diff(order) != 1).any() else frame)
         start = 0
         for index in np.flatnonzero(counts):
             self.append_to(int(index), table.slice(start, int(counts[index])))
@@ -70,7 +71,7 @@ class FrameSpill:
 
     def append_to(self, index: int, table: pa.Table | pl.DataFrame) -> None:
         if isinstance(table, pl.DataFrame):
-            table = _compact_arrow(table)
+            table = compact_arrow(table)
         self.rows[index] += table.num_rows
         if self._worker is not None:
             self._worker.submit(self._write, index, table)
