@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from batchrank.errors import BatchrankError, RunFailure
+from batchrank.errors import INTERRUPTED_EXIT_CODE, BatchrankError, RunFailure
 
 log = logging.getLogger("batchrank")
 
@@ -39,7 +39,7 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; finished parts are kept; run the same command again to resume", err=True)
-            sys.exit(130)
+            sys.exit(INTERRUPTED_EXIT_CODE)
         except Exception:  # noqa: BLE001 - a bug: show the traceback, keep the exit code of a failed run
             traceback.print_exc()
             click.echo("error: unexpected failure (a bug in batchrank); finished parts are kept", err=True)

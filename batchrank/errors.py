@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Ctrl-C or a scheduler's SIGTERM: the shell's 128 + SIGINT. A stopped run, not a failed one (it resumes).
+INTERRUPTED_EXIT_CODE = 130
+
 
 class BatchrankError(Exception):
     """A problem the user can fix: a bad spec, bad input, a refused resume. The CLI exits 2."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchrank import scoring
+from batchrank.errors import INTERRUPTED_EXIT_CODE
 from batchrank.execute import run_executor
 from batchrank.execute.placement import choose_executor
 from batchrank.fingerprint import job_fingerprint
@@ -152,7 +153,7 @@ def _evaluate_and_report(layout: OutputLayout, qrels: Qrels | None,
                          rewrite: bool) -> tuple[Evaluation | None, StoragePath | None, str | None]:
     evaluation = None
     if qrels is not None:
-        from batchrank.eval import evaluate, write_eval_json  # ir-measures, only where metrics are asked for
+        from batchrank.eval import evaluate  # ir-measures, only where metrics are asked for
 
         evaluation = evaluate(layout.root, qrels)
     if evaluation is not None and (rewrite or not _same_evaluation(layout, evaluation)):
@@ -182,7 +183,7 @@ def _same_evaluation(layout: OutputLayout, evaluation: Evaluation) -> bool:
 def _record_failure(layout: OutputLayout, error: BaseException) -> None:
     """OUTPUT/_FAILED.json: why the last run stopped, for `batchrank status` (the next run removes it)."""
     if isinstance(error, KeyboardInterrupt):
-        message, code = "interrupted (Ctrl-C or SIGTERM)", 130
+        message, code = "interrupted (Ctrl-C or SIGTERM)", INTERRUPTED_EXIT_CODE
     else:
         message, code = f"{error}", getattr(error, "exit_code", 1)
     record = {"message": message.splitlines()[0] if message else type(error).__name__, "error": type(error).__name__,

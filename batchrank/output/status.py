@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from batchrank import storage
-from batchrank.errors import CheckpointError
+from batchrank.errors import INTERRUPTED_EXIT_CODE, CheckpointError
 from batchrank.output.checkpoint import finished_chunks
 from batchrank.output.layout import OutputLayout
 from batchrank.output.lock import read_holder
@@ -65,8 +65,8 @@ def read_status(output_dir: str) -> JobStatus:
         run = {"host": info.get("host"), "pid": info.get("pid"), "started": info.get("started")}
         if age is not None:
             run["lease_renewed_seconds_ago"] = round(age, 1)
-    # An interrupted run (Ctrl-C, a scheduler's SIGTERM: exit 130) stopped; it did not fail. Its record says so.
-    failed = failure is not None and failure.get("exit_code") != 130
+    # An interrupted run (Ctrl-C, a scheduler's SIGTERM) stopped; it did not fail. Its record says so.
+    failed = failure is not None and failure.get("exit_code") != INTERRUPTED_EXIT_CODE
     state = "complete" if complete else "running" if run else "failed" if failed else "stopped"
     stats = [part.stats for part in done.values()]
     return JobStatus(str(layout.root), state, len(done), len(manifest.chunks), sum(s.pairs for s in stats),
