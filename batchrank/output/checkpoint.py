@@ -63,11 +63,14 @@ def verify_part(layout: OutputLayout, chunk: Chunk, listed: FileInfo | None = No
                 return None
     except Exception:  # noqa: BLE001 - missing or unreadable, whatever the reader raised: not done
         return None
-    if metadata.num_rows + stats.rejected_pairs != chunk.num_rows or stats.chunk_id != chunk.chunk_id:
-        return None
-    if stats.pairs != metadata.num_rows:
+    if stats.pairs != metadata.num_rows or not _accounts_for(stats, chunk):
         return None
     return PartWritten(stats, size, rejects_bytes, info.mtime_ns)
+
+
+def _accounts_for(stats: ChunkStats, chunk: Chunk) -> bool:
+    """Whether a part's stats are of this chunk and, with its rejected rows, cover every one of its rows."""
+    return stats.chunk_id == chunk.chunk_id and stats.pairs + stats.rejected_pairs == chunk.num_rows
 
 
 def find_finished(layout: OutputLayout, manifest: Manifest, repair: bool = True) -> FoundParts:
@@ -117,10 +120,9 @@ def _vouches(entry: PartWritten, chunk: Chunk, listed: FileInfo, rejects: dict[i
         return False
     if abs(entry.part_mtime_ns - listed.mtime_ns) >= resolution:
         return False
-    stats = entry.stats
-    if stats.chunk_id != chunk.chunk_id or stats.pairs + stats.rejected_pairs != chunk.num_rows:
+    if not _accounts_for(entry.stats, chunk):
         return False
-    return not stats.rejected_pairs or rejects.get(chunk.chunk_id) == entry.rejects_bytes
+    return not entry.stats.rejected_pairs or rejects.get(chunk.chunk_id) == entry.rejects_bytes
 
 
 def _listing(directory: StoragePath) -> dict[int, FileInfo]:
