@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from batchrank.storage.atomic import TEMPORARY_MARK
+
 
 def walk(directory: Path, recursive: bool) -> Iterator[tuple[str, str, int, int]]:
     """(path, name, size, modification time in ns) of each regular file in `directory` (and below, if recursive);
@@ -25,3 +27,10 @@ def walk(directory: Path, recursive: bool) -> Iterator[tuple[str, str, int, int]
                     yield from walk(Path(entry.path), recursive)
             except FileNotFoundError:
                 continue  # removed while listed (a temporary renamed into place)
+
+
+def matching(directory: Path, suffix: str, recursive: bool) -> Iterator[tuple[str, str, int, int]]:
+    """walk's files whose name ends with `suffix`, without the temporaries of writes under way or killed."""
+    for path, name, size, mtime in walk(directory, recursive):
+        if name.endswith(suffix) and TEMPORARY_MARK not in name:
+            yield path, name, size, mtime

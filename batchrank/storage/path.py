@@ -266,8 +266,7 @@ class StoragePath:
         local file; a store's listing pages carry both, so still no request per file)."""
         if self._local is not None:
             found = [(StoragePath(Path(path)), FileInfo(True, True, size, mtime))
-                     for path, name, size, mtime in local_files.walk(self._local, recursive)
-                     if name.endswith(suffix) and TEMPORARY_MARK not in name]
+                     for path, _, size, mtime in local_files.matching(self._local, suffix, recursive)]
             return sorted(found, key=lambda item: str(item[0]))
         selector = pafs.FileSelector(self.filesystem_path, allow_not_found=True, recursive=recursive)
         found = [(StoragePath.of(f"{self.scheme}://{info.path}"), FileInfo(True, True, info.size or 0, info.mtime_ns or 0))
@@ -280,8 +279,8 @@ class StoragePath:
         sorted by name; no path object per file, so that a listing of 50,000 parts stays cheap."""
         if self._local is None:
             return [(path.name, info) for path, info in self.list_infos(suffix, recursive=False)]
-        found = [(name, FileInfo(True, True, size, mtime)) for _, name, size, mtime in local_files.walk(self._local, False)
-                 if name.endswith(suffix) and TEMPORARY_MARK not in name]
+        found = [(name, FileInfo(True, True, size, mtime))
+                 for _, name, size, mtime in local_files.matching(self._local, suffix, recursive=False)]
         return sorted(found, key=lambda item: item[0])
 
     @property
