@@ -96,9 +96,8 @@ def check_trec_ids(frame: pl.DataFrame) -> None:
 
 
 def write_trec(frame: pl.DataFrame, sink: BinaryIO, tag: str) -> None:
-    """TREC run lines; trec_eval splits on whitespace, so ids and the tag must not contain any."""
-    check_tag(tag)
-    check_trec_ids(frame)
+    """TREC run lines. The tag (check_tag) and the ids (check_trec_ids, in ranked_batches) were checked before the
+    first line was written: trec_eval splits on whitespace, so none may contain any."""
     lines = frame.select(
         pl.col("query_id").cast(pl.String),
         pl.lit("Q0").alias("q0"),
