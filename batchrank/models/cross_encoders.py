@@ -17,7 +17,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from batchrank.models.random_qwen3 import _COMMON_WORDS, _synthetic_words
+from batchrank.models.random_qwen3 import COMMON_WORDS, synthetic_words
 
 
 def build_minilm_cross_encoder(out_dir: str | Path, seed: int = 0) -> Path:
@@ -48,7 +48,7 @@ def train_xlmr_tokenizer(vocab_size: int = 2000):
     from transformers import XLMRobertaTokenizer
 
     rng = random.Random(2)
-    words = _synthetic_words(3000, seed=2) + _COMMON_WORDS * 20 + ["[SEP]", "[CLS]"] * 10
+    words = synthetic_words(3000, seed=2) + COMMON_WORDS * 20 + ["[SEP]", "[CLS]"] * 10
     with tempfile.TemporaryDirectory() as scratch:
         corpus = Path(scratch) / "corpus.txt"
         corpus.write_text("\n".join(" ".join(rng.choices(words, k=30)) for _ in range(5000)))

@@ -36,7 +36,7 @@ SHAPES: dict[str, Shape] = {
     "8b": Shape(4096, 36, 32, 8, 128, 12288, 151669, 16000),
 }
 
-_COMMON_WORDS = (
+COMMON_WORDS = (
     "the of and to in is was for on that with as by at from it an be this are or which have has not but "
     "what how when where who why does do can water boil temperature python list sort vaccine immune cell "
     "plant light energy tower height bread flour yeast body fluid loss revolution france king tax search "
@@ -44,7 +44,7 @@ _COMMON_WORDS = (
 ).split()
 
 
-def _synthetic_words(n: int, seed: int = 0) -> list[str]:
+def synthetic_words(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     letters = "etaoinshrdlcumwfgypbvkjxqz"
     weights = range(26, 0, -1)
@@ -54,7 +54,7 @@ def _synthetic_words(n: int, seed: int = 0) -> list[str]:
 def training_words() -> list[str]:
     """The distinct words the tokenizer is trained on: synthetic text made of them (scripts/benchlib.py) gets a
     realistic number of tokens per word from it."""
-    return _synthetic_words(6000) + list(_COMMON_WORDS)
+    return synthetic_words(6000) + list(COMMON_WORDS)
 
 
 def train_tokenizer(vocab_size: int):
@@ -63,7 +63,7 @@ def train_tokenizer(vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(1)
-    words = _synthetic_words(6000) + list(_COMMON_WORDS) * 20
+    words = synthetic_words(6000) + list(COMMON_WORDS) * 20
     corpus = [" ".join(rng.choices(words, k=40)) for _ in range(20000)]
     corpus += [
         "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
