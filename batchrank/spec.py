@@ -108,6 +108,11 @@ class RunSpec(_Strict):
         "its staged copy: an external sort that buckets the rows on local disk (TMPDIR), then sorts one bucket of "
         "about this size at a time; it bounds the plan's memory, not the staged copy's size")
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
+    stall_timeout: float = Field(
+        default=600.0, gt=0, description="seconds an engine may hold requests and finish none of them (or a Ray "
+        "worker may not answer) before its chunks fail and the job stops (exit 1, rerun to resume): nothing waits "
+        "for ever. A healthy engine finishes requests every few seconds; raise it only for very long prompts on a "
+        "slow CPU")
 
     @model_validator(mode="before")
     @classmethod
