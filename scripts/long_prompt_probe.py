@@ -147,7 +147,7 @@ def main() -> None:
              str(args.kv_gib), "--child", name],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + args.deadline
-    for name, child in children.items():
+    for child in children.values():
         try:
             child.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
