@@ -33,3 +33,9 @@ class RunFailure(Exception):
     """The job failed while running (engine crash, write error). Finished parts are kept. The CLI exits 1."""
 
     exit_code = 1
+
+
+class EngineStalled(RunFailure):
+    """An engine held requests and finished none of them for run.stall_timeout. The job stops at once (the same
+    prompts would stall again); finished parts are kept and a rerun resumes. The message names the chunks, their
+    longest prompt and the engine settings that decide how prompts are scheduled."""

@@ -166,6 +166,27 @@ def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
     return _ENGINES[key]
 
 
+def scheduling_settings(llm: Any) -> dict[str, Any]:
+    """The settings vLLM resolved that decide how prompts are scheduled (a stalled engine's message names them)."""
+    import vllm
+
+    config = llm.llm_engine.vllm_config
+    scheduler = config.scheduler_config
+    settings: dict[str, Any] = {"max_model_len": config.model_config.max_model_len}
+    for name in ("max_num_batched_tokens", "enable_chunked_prefill", "max_num_seqs", "async_scheduling"):
+        settings[name] = getattr(scheduler, name, None)
+    settings["vllm"] = vllm.__version__
+    return settings
+
+
+def wake_blocked_step(llm: Any, error: BaseException) -> None:
+    """Make a step() that waits for the engine core's next output raise instead: vLLM's client waits on a queue
+    with no timeout, and a stopped engine core never puts anything in it (0.26 and 0.32 alike)."""
+    outputs = getattr(llm.llm_engine.engine_core, "outputs_queue", None)
+    if outputs is not None:
+        outputs.put_nowait(error)
+
+
 def release_engine(arguments: dict[str, Any]) -> None:
     """Stop the engine started for these arguments (its GPU memory and engine-core process go with it).
 
