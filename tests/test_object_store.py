@@ -33,6 +33,7 @@ import batchrank.output.lease as lease_module
 from batchrank import storage
 from batchrank.errors import CheckpointError, SpecError
 from batchrank.job.preflight import check_output_outside_input
+from batchrank.output import holder as holders
 from batchrank.output.lease import Lease
 from batchrank.spec import parse_spec
 from batchrank.storage import StoragePath
@@ -355,7 +356,7 @@ def test_a_fresh_lease_refuses_the_run_and_a_stale_one_is_taken_over(bucket: str
     job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, f"{bucket}/out", run=LOCAL)
     put(raw, f"{bucket}/out/_lock.json", lease_json("gpu-node-7", 4242, age=5))
     result = run_cli("run", str(job))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 75, result.output  # in use: a scheduler waits and retries
     assert "is in use by another batchrank run (host gpu-node-7, pid 4242)" in result.output
     assert f"remove {bucket}/out/_lock.json if that run is dead" in result.output
     assert listing(raw, f"{bucket}/out") == ["_lock.json"], "a refused run writes nothing"
@@ -364,6 +365,119 @@ def test_a_fresh_lease_refuses_the_run_and_a_stale_one_is_taken_over(bucket: str
     assert result.exit_code == 0, result.output
     assert "taking over the lease of host gpu-node-7, pid 4242" in result.output
     assert "_lock.json" not in listing(raw, f"{bucket}/out")
+
+
+def test_every_path_a_command_takes_may_be_a_uri(bucket: str, raw, tmp_path: Path, fake_engine: None) -> None:
+    """The job spec, the qrels (text and Parquet) and the export file in the store, for every command."""
+    rows = make_pairs(6, 5)
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", rows)
+    judged = "".join(f"q{q:03d} 0 d{q:03d}-001 1\n" for q in range(6))
+    put(raw, f"{bucket}/qrels.txt", judged.encode())
+    qrels_frame = pl.DataFrame({"query_id": [f"q{q:03d}" for q in range(6)],
+                                "doc_id": [f"d{q:03d}-001" for q in range(6)], "relevance": [1] * 6})
+    buffer = io.BytesIO()
+    qrels_frame.write_parquet(buffer)
+    put(raw, f"{bucket}/qrels.parquet", buffer.getvalue())
+    out = f"{bucket}/out"
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, out, run=LOCAL,
+                    eval={"qrels": f"{bucket}/qrels.txt"})
+    put(raw, f"{bucket}/jobs/job.yaml", job.read_bytes())
+
+    result = run_cli("validate", f"{bucket}/jobs/job.yaml")
+    assert result.exit_code == 0 and f"qrels: 6 judgments in {bucket}/qrels.txt" in result.output, result.output
+    result = run_cli("run", f"{bucket}/jobs/job.yaml", "--preview", "0")
+    assert result.exit_code == 0 and "queries judged: 6 of 6" in result.output, result.output
+    assert json.loads(get(raw, f"{out}/eval.json"))["qrels"] == f"{bucket}/qrels.txt"
+    assert read_scores(raw, out).height == 30
+    for qrels in (f"{bucket}/qrels.txt", f"{bucket}/qrels.parquet"):
+        result = run_cli("eval", out, "--qrels", qrels, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output.splitlines()[-1])["queries_judged"] == 6
+    result = run_cli("report", out, "--qrels", f"{bucket}/qrels.parquet")
+    assert result.exit_code == 0 and f"report: {out}/report.html" in result.output, result.output
+    result = run_cli("report", out)  # the spec's eval.qrels, a URI, as run.json keeps it
+    assert result.exit_code == 0 and f"qrels from the job spec: {bucket}/qrels.txt" in result.output, result.output
+    result = run_cli("export", out, "-o", f"{bucket}/exports/run.trec")
+    assert result.exit_code == 0, result.output
+    assert len(get(raw, f"{bucket}/exports/run.trec").decode().splitlines()) == 30
+
+    for command in (("eval", out, "--qrels"), ("report", out, "--qrels")):
+        result = run_cli(*command, f"{bucket}/none.txt")
+        assert result.exit_code == 2 and f"qrels {bucket}/none.txt: no such file" in result.output, result.output
+        result = run_cli(*command, "s3://no-such-bucket-q/qrels.txt")
+        assert result.exit_code == 2 and "the bucket 'no-such-bucket-q' does not exist" in result.output
+    result = run_cli("run", f"{bucket}/jobs/none.yaml")
+    assert result.exit_code == 2 and f"{bucket}/jobs/none.yaml: job spec not found" in result.output, result.output
+    result = run_cli("run", str(job), "--set", f"eval.qrels={bucket}/missing.txt")
+    assert result.exit_code == 2 and f"qrels {bucket}/missing.txt: no such file" in result.output, result.output
+
+
+def start_fake_run(job: Path, **env: str) -> subprocess.Popen[str]:
+    """`batchrank run` with FakeScorer in a process of its own (it reaches the store through this environment)."""
+    command = [sys.executable, str(Path(__file__).with_name("fake_scorer.py")), "run", str(job), "--preview", "0"]
+    return subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_a_run_killed_on_this_host_is_stopped_and_its_lease_taken_over_at_once(bucket: str, raw, tmp_path: Path,
+                                                                               fake_engine: None) -> None:
+    rows = make_pairs(20, 10, seed=8)  # 4 chunks of 50
+    write_parquet(rows, tmp_path / "pairs.parquet")
+    reference = write_job(tmp_path / "ref.yaml", tmp_path / "pairs.parquet", NO_MODEL, tmp_path / "ref", run=LOCAL)
+    assert run_cli("run", str(reference), "--preview", "0").exit_code == 0
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", rows)
+    out = f"{bucket}/out"
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, out,
+                    run={**LOCAL, "chunks_in_flight_per_worker": 1})
+    first = start_fake_run(job, FAKE_SCORER_SLEEP="2")
+    deadline = time.monotonic() + 120
+    while first.poll() is None and time.monotonic() < deadline and \
+            not [p for p in listing(raw, out) if p.startswith("scores/part-")]:
+        time.sleep(0.1)
+    try:
+        assert first.poll() is None, first.communicate()[0]
+        result = run_cli("status", out)
+        assert result.exit_code == 3, result.output
+        assert f"running (host {socket.gethostname()}, pid {first.pid}" in result.output
+        result = run_cli("run", str(job), "--preview", "0")  # a second run while the first lives: wait and retry
+        assert result.exit_code == 75, result.output
+        assert f"is in use by another batchrank run (host {socket.gethostname()}, pid {first.pid})" in result.output
+    finally:
+        first.kill()
+        first.communicate()
+    assert json.loads(get(raw, f"{out}/_lock.json"))["pid"] == first.pid, "a SIGKILLed run leaves its lease"
+    result = run_cli("status", out, "--json")
+    assert result.exit_code == 5, result.output
+    state = json.loads(result.output)
+    assert state["state"] == "stopped" and state["run"] is None and 1 <= state["chunks_done"] < 4
+    result = run_cli("run", str(job), "--preview", "0")  # at once, not after the lease's 120 s
+    assert result.exit_code == 0, result.output
+    assert f"taking over the lease of host {socket.gethostname()}, pid {first.pid}: its process is gone" \
+        in result.output
+    assert f"resuming: {state['chunks_done']} of 4 chunks already scored" in result.output
+    assert read_scores(raw, out).equals(read_scores(None, tmp_path / "ref")), "nothing lost, nothing scored twice"
+    assert "_lock.json" not in listing(raw, out)
+
+
+def test_a_lease_this_host_cannot_judge_waits_for_its_heartbeat(bucket: str, raw, monkeypatch) -> None:
+    """A fresh lease naming this host's name but another boot or pid namespace (another container) is not taken
+    over, nor is one whose pid is alive; a reused pid (a process started later) is."""
+    location = StoragePath.of(f"{bucket}/out/_lock.json")
+
+    def in_use(holder: dict[str, Any], age: float) -> Exception:
+        return CheckpointError(f"held by pid {holder['pid']}")
+
+    me = holders.this_process()
+    live = {**me, "pid": os.getpid(), "heartbeat": time.time()}
+    for holder in ({**live, "boot": "another-boot"}, {**live, "pid_namespace": "pid:[1]"}, live):
+        put(raw, str(location), json.dumps(holder).encode())
+        with pytest.raises(CheckpointError, match=f"held by pid {os.getpid()}"):
+            Lease(location, in_use).acquire()
+    if "process_start" in me:
+        put(raw, str(location), json.dumps({**live, "process_start": me["process_start"] - 1}).encode())
+        taken = Lease(location, in_use)
+        taken.acquire()
+        taken.release()
 
 
 # --- the real engine, once ----------------------------------------------------------------------------------------
@@ -415,7 +529,7 @@ def test_the_tiny_model_scores_the_same_in_s3_as_on_disk(tiny_model: str, bucket
 
     put(raw, f"{out}/_lock.json", lease_json("gpu-node-7", 4242, age=1))
     result = run_cli("run", str(job), "--preview", "0")
-    assert result.exit_code == 2 and "(host gpu-node-7, pid 4242)" in result.output
+    assert result.exit_code == 75 and "(host gpu-node-7, pid 4242)" in result.output
 
 
 def test_ray_workers_read_and_write_the_object_store(tiny_model: str, bucket: str, raw, tmp_path: Path) -> None:

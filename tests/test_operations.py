@@ -209,6 +209,40 @@ def test_the_readme_example_runs_as_written(tmp_path: Path, fake_engine: None) -
     assert result.total_pairs == 12 and str(result.output) == str(tmp_path / "out")
 
 
+HOLD_THE_OUTPUT = """
+import sys
+from batchrank.output.layout import OutputLayout
+from batchrank.output.lock import OutputLock
+OutputLock(OutputLayout(sys.argv[1])).acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_spec_built_in_python_runs_and_a_held_output_says_wait(tmp_path: Path, fake_engine: None) -> None:
+    """load_spec(dict) + run_job; while another process holds the output, run_job raises OutputInUse (the CLI's exit
+    75: a scheduler waits) and writes nothing; once it is released, the same call scores every pair."""
+    import batchrank
+
+    write_parquet(make_pairs(3, 4), tmp_path / "candidates.parquet")
+    tree = {"input": {"path": str(tmp_path / "candidates.parquet"),
+                      "columns": {"query_id": "qid", "query": "query_text", "doc_id": "pid", "document": "passage"}},
+            "model": {"path": NO_MODEL}, "run": {"executor": "local"}, "output": {"path": str(tmp_path / "out")}}
+    spec = batchrank.load_spec(tree)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_OUTPUT, str(tmp_path / "out")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(batchrank.OutputInUse, match=f"in use by another batchrank run .*pid {holder.pid}") as info:
+            batchrank.run_job(spec)
+        assert info.value.exit_code == 75 and isinstance(info.value, batchrank.CheckpointError)
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".lock"], "a refused run writes nothing"
+    finally:
+        holder.communicate("")
+    result = batchrank.run_job(spec)
+    assert result.total_pairs == 12 and result.chunks_scored == 1
+
+
 # --- reruns and directories ------------------------------------------------------------------------------------------
 
 

@@ -413,7 +413,7 @@ def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path: 
         time.sleep(0.01)
     assert marker.exists(), first.communicate()
     second = subprocess.run(FAKE_BATCHRANK + ["run", str(job)], capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2, second.stderr
+    assert second.returncode == 75, second.stderr  # in use: a scheduler waits and retries
     assert "is in use by another batchrank run" in second.stderr
     assert f"host {socket.gethostname()}, pid {first.pid}" in second.stderr
     first.send_signal(signal.SIGKILL)
@@ -433,7 +433,7 @@ def test_lock_files_naming_a_dead_process_or_another_host(tmp_path: Path, fake_e
     (out / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
     assert run_cli("run", str(job), "--preview", "0").exit_code == 0
     (out / ".lock").write_text(json.dumps({"host": "gpu-node-7", "pid": 4242}))
-    expect_exit(job, 2, "host gpu-node-7, pid 4242", "remove", ".lock", extra=("--overwrite",))
+    expect_exit(job, 75, "host gpu-node-7, pid 4242", "remove", ".lock", extra=("--overwrite",))
     assert (out / "_SUCCESS").exists(), "a refused run touches nothing"
 
 
