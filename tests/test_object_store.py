@@ -412,6 +412,16 @@ def test_every_path_a_command_takes_may_be_a_uri(bucket: str, raw, tmp_path: Pat
     assert result.exit_code == 2 and f"qrels {bucket}/missing.txt: no such file" in result.output, result.output
 
 
+def test_a_model_path_in_the_store_is_refused_naming_it(bucket: str, raw, tmp_path: Path) -> None:
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(2, 3))
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", f"{bucket}/models/m", f"{bucket}/out")
+    result = run_cli("validate", str(job))
+    assert result.exit_code == 2, result.output
+    assert f"model.path {bucket}/models/m: an object-store URI; vLLM loads a model from a local directory" \
+        in result.output
+    assert listing(raw, f"{bucket}/out") == []
+
+
 def start_fake_run(job: Path, **env: str) -> subprocess.Popen[str]:
     """`batchrank run` with FakeScorer in a process of its own (it reaches the store through this environment)."""
     command = [sys.executable, str(Path(__file__).with_name("fake_scorer.py")), "run", str(job), "--preview", "0"]
