@@ -11,7 +11,6 @@ local and remote paths mixed), and once with the tiny model on the shared engine
 
 from __future__ import annotations
 
-import glob as local_glob
 import io
 import json
 import os
@@ -189,27 +188,48 @@ def test_object_paths_compose_like_pathlib() -> None:
         root / "../escaped"
 
 
-def test_glob_follows_the_glob_module_rules(bucket: str, raw, tmp_path: Path) -> None:
-    names = ["data/a.parquet", "data/b.parquet", "data/sub/c.parquet", "data/sub/deeper/d.parquet",
-             "data/.hidden.parquet", "data/notes.txt", "database/e.parquet", "f.parquet"]
-    for name in names:
+GLOB_NAMES = ["data/a.parquet", "data/b.parquet", "data/sub/c.parquet", "data/sub/deeper/d.parquet",
+              "data/.hidden.parquet", "data/notes.txt", "database/e.parquet", "f.parquet", "data/_SUCCESS",
+              "data/_temporary/0/g.parquet", "data/sub/_SUCCESS", "data/sub/.c.parquet.crc",
+              "data/date=2026-12-01/h.parquet", "data/date=2026-12-02/i.parquet", "data/date=2026-12-02/_SUCCESS"]
+PARTITIONS = ["data/date=2026-12-01/h.parquet", "data/date=2026-12-02/i.parquet"]
+UNDER_DATA = ["data/a.parquet", "data/b.parquet", *PARTITIONS, "data/sub/c.parquet", "data/sub/deeper/d.parquet"]
+GLOBS = {  # the glob module's rules; names starting with '_' or '.' hidden; a matched directory: its data files
+    "data/*.parquet": ["data/a.parquet", "data/b.parquet"],
+    "data/**/*.parquet": UNDER_DATA,
+    "**/*.parquet": [*UNDER_DATA, "database/e.parquet", "f.parquet"],
+    "data/?.parquet": ["data/a.parquet", "data/b.parquet"],
+    "data/[ab].parquet": ["data/a.parquet", "data/b.parquet"],
+    "data/*/*.parquet": [*PARTITIONS, "data/sub/c.parquet"],
+    "*.parquet": ["f.parquet"],
+    "data/*": [*UNDER_DATA[:4], "data/notes.txt", *UNDER_DATA[4:]],
+    "data/**": [*UNDER_DATA[:4], "data/notes.txt", *UNDER_DATA[4:]],
+    "data/**/": UNDER_DATA,
+    "data/date=*": PARTITIONS,
+    "data/date=2026-12-0[12]/*.parquet": PARTITIONS,
+    "nothing/*.parquet": [],
+    "data/.*.parquet": ["data/.hidden.parquet"],
+    "data/_temporary/**/*.parquet": ["data/_temporary/0/g.parquet"],
+    "data/_*/**/*.parquet": ["data/_temporary/0/g.parquet"],
+}
+
+
+@pytest.mark.parametrize("pattern", GLOBS)
+def test_a_glob_picks_the_same_files_locally_and_in_the_store(bucket: str, raw, tmp_path: Path, pattern: str) -> None:
+    for name in GLOB_NAMES:
         put(raw, f"{bucket}/{name}", b"x")
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    patterns = ["data/*.parquet", "data/**/*.parquet", "**/*.parquet", "data/?.parquet", "data/[ab].parquet",
-                "data/*/*.parquet", "*.parquet", "data/*", "nothing/*.parquet", "data/.*.parquet"]
-    for pattern in patterns:
-        expected = sorted(os.path.relpath(p, tmp_path) for p in local_glob.glob(str(tmp_path / pattern), recursive=True)
-                          if Path(p).is_file())
-        got = [str(p).removeprefix(bucket + "/") for p in storage.glob(f"{bucket}/{pattern}")]
-        assert got == expected, pattern
-        local = [os.path.relpath(str(p), tmp_path) for p in storage.glob(str(tmp_path / pattern))]
-        assert local == expected, pattern
-        written = [StoragePath.of(f"{bucket}/{name}") for name in names]
-        assert sorted(str(p).removeprefix(bucket + "/") for p in written if p.matches(f"{bucket}/{pattern}")) == \
-            expected, pattern
-    assert StoragePath.of(f"{bucket}/data").list_files(".parquet")[-1] == (
-        StoragePath.of(f"{bucket}/data/sub/deeper/d.parquet"), 1)
+    expected = sorted(GLOBS[pattern])
+    assert [str(p).removeprefix(bucket + "/") for p in storage.glob(f"{bucket}/{pattern}")] == expected
+    assert [os.path.relpath(str(p), tmp_path) for p in storage.glob(f"{tmp_path}/{pattern}")] == expected
+    written = [StoragePath.of(f"{bucket}/{name}") for name in GLOB_NAMES]
+    assert sorted(str(p).removeprefix(bucket + "/") for p in written if p.matches(f"{bucket}/{pattern}")) == expected
+    on_disk = [StoragePath.of(tmp_path / name) for name in GLOB_NAMES]
+    assert sorted(os.path.relpath(str(p), tmp_path) for p in on_disk if p.matches(f"{tmp_path}/{pattern}")) == expected
+    data = sorted(set(UNDER_DATA))
+    assert [str(p).removeprefix(bucket + "/") for p in storage.data_files(StoragePath.of(f"{bucket}/data"))] == data
+    assert [os.path.relpath(str(p), tmp_path) for p in storage.data_files(StoragePath.of(tmp_path / "data"))] == data
 
 
 def test_output_inside_input_is_refused_for_uris() -> None:
@@ -326,6 +346,32 @@ def test_a_job_in_the_object_store_equals_the_same_job_on_disk(
     if remote_input:
         run_info = json.loads(get(raw, f"{out}/run.json")) if remote_output else json.loads((out / "run.json").read_text())
         assert run_info["spec"]["input"]["path"] == f"{bucket}/in/*.parquet"
+
+
+@pytest.mark.parametrize("scattered", [False, True])
+def test_a_spark_dataset_in_the_store_with_its_partition_column(bucket: str, raw, tmp_path: Path, fake_engine: None,
+                                                                scattered: bool) -> None:
+    """`s3://.../data/**` skips Spark's `_SUCCESS` and `.crc` objects, and `date` comes from `date=.../` prefixes,
+    read by row range (whole queries per file) or through the staged copy (queries scattered)."""
+    rows = make_pairs(12, 10, seed=9)
+    rows = rows[1::2] + rows[::2] if scattered else rows
+    for number, date in enumerate(("2026-12-01", "2026-12-02")):
+        put_parquet(raw, f"{bucket}/data/date={date}/part-00000.snappy.parquet", rows[number * 60:(number + 1) * 60])
+        put(raw, f"{bucket}/data/date={date}/_SUCCESS", b"")
+        put(raw, f"{bucket}/data/date={date}/.part-00000.snappy.parquet.crc", b"crc")
+        write_parquet(rows[number * 60:(number + 1) * 60], tmp_path / "data" / f"date={date}" / "part.parquet")
+    put(raw, f"{bucket}/data/_SUCCESS", b"")
+    keep = {"keep_columns": ["bm25_rank", "date"]}
+    reference = write_job(tmp_path / "ref.yaml", tmp_path / "data", NO_MODEL, tmp_path / "ref", run=LOCAL,
+                          output=keep)
+    assert run_cli("run", str(reference), "--preview", "0").exit_code == 0
+    for pattern in ("data/**", "data/date=*"):
+        out = f"{bucket}/out-{pattern.replace('*', 'x').replace('/', '-')}"
+        job = write_job(tmp_path / "job.yaml", f"{bucket}/{pattern}", NO_MODEL, out, run=LOCAL, output=keep)
+        result = run_cli("run", str(job), "--preview", "0")
+        assert result.exit_code == 0, result.output
+        got = read_scores(raw, out)
+        assert got.equals(read_scores(None, tmp_path / "ref")) and got["date"].n_unique() == 2
 
 
 def test_resume_redoes_a_damaged_part_and_input_changes_are_refused(bucket: str, raw, tmp_path: Path,
