@@ -206,7 +206,7 @@ def test_huge_document_is_truncated_and_an_unfittable_query_is_a_bad_row(tiny_mo
     result = run_cli("run", str(job))
     assert result.exit_code == 2, result.output
     assert "in.parquet row 8" in result.output and "query_id 'q002'" in result.output
-    assert "do not fit model.max_model_len" in result.output and "on_bad_rows: skip" in result.output
+    assert "does not fit model.max_model_len" in result.output and "on_bad_rows: skip" in result.output
 
     result = run_cli("run", str(job), "--set", "input.on_bad_rows=skip", "--overwrite")
     assert result.exit_code == 0, result.output
@@ -215,7 +215,7 @@ def test_huge_document_is_truncated_and_an_unfittable_query_is_a_bad_row(tiny_mo
     assert info["pairs"] == 8 and info["truncated_pairs"] >= 1 and info["rejected_pairs"] == 4
     rejects = pl.read_parquet(out / "rejects.parquet")
     assert rejects["row"].to_list() == [8, 9, 10, 11] and set(rejects["query_id"]) == {"q002"}
-    assert rejects["reason"].str.contains("do not fit model.max_model_len").all()
+    assert rejects["reason"].str.contains("does not fit model.max_model_len").all()
     assert scores(out).filter(pl.col("doc_id") == "d000-001")["score"].is_between(0, 1).all()
     status = run_cli("status", str(out))
     # The unfittable query is found by the plan, before anything is scored (each distinct query tokenized once).
