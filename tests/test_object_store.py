@@ -11,6 +11,7 @@ local and remote paths mixed), and once with the tiny model on the shared engine
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -98,12 +99,12 @@ def key(uri: str) -> str:
 
 
 def put(raw: pafs.S3FileSystem, uri: str, data: bytes) -> None:
-    with raw.open_output_stream(key(uri)) as stream:
+    with raw.open_output_stream(key(uri), compression=None) as stream:  # the bytes as given, even for a .gz key
         stream.write(data)
 
 
 def get(raw: pafs.S3FileSystem, uri: str) -> bytes:
-    with raw.open_input_stream(key(uri)) as stream:
+    with raw.open_input_stream(key(uri), compression=None) as stream:
         return stream.read()
 
 
@@ -419,6 +420,8 @@ def test_every_path_a_command_takes_may_be_a_uri(bucket: str, raw, tmp_path: Pat
     put_parquet(raw, f"{bucket}/in/pairs.parquet", rows)
     judged = "".join(f"q{q:03d} 0 d{q:03d}-001 1\n" for q in range(6))
     put(raw, f"{bucket}/qrels.txt", judged.encode())
+    put(raw, f"{bucket}/qrels.txt.gz", gzip.compress(judged.encode()))
+    put(raw, f"{bucket}/broken.txt.gz", gzip.compress(judged.encode())[:20])
     qrels_frame = pl.DataFrame({"query_id": [f"q{q:03d}" for q in range(6)],
                                 "doc_id": [f"d{q:03d}-001" for q in range(6)], "relevance": [1] * 6})
     buffer = io.BytesIO()
@@ -435,7 +438,7 @@ def test_every_path_a_command_takes_may_be_a_uri(bucket: str, raw, tmp_path: Pat
     assert result.exit_code == 0 and "queries judged: 6 of 6" in result.output, result.output
     assert json.loads(get(raw, f"{out}/eval.json"))["qrels"] == f"{bucket}/qrels.txt"
     assert read_scores(raw, out).height == 30
-    for qrels in (f"{bucket}/qrels.txt", f"{bucket}/qrels.parquet"):
+    for qrels in (f"{bucket}/qrels.txt", f"{bucket}/qrels.txt.gz", f"{bucket}/qrels.parquet"):
         result = run_cli("eval", out, "--qrels", qrels, "--json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.output.splitlines()[-1])["queries_judged"] == 6
@@ -446,12 +449,18 @@ def test_every_path_a_command_takes_may_be_a_uri(bucket: str, raw, tmp_path: Pat
     result = run_cli("export", out, "-o", f"{bucket}/exports/run.trec")
     assert result.exit_code == 0, result.output
     assert len(get(raw, f"{bucket}/exports/run.trec").decode().splitlines()) == 30
+    for destination in (f"{bucket}/exports/run.trec.gz", str(tmp_path / "run.trec.gz")):
+        assert run_cli("export", out, "-o", destination).exit_code == 0
+    assert get(raw, f"{bucket}/exports/run.trec.gz") == (tmp_path / "run.trec.gz").read_bytes(), \
+        "the same bytes as a local file: the store's client does not compress a .gz name on its own"
 
     for command in (("eval", out, "--qrels"), ("report", out, "--qrels")):
         result = run_cli(*command, f"{bucket}/none.txt")
         assert result.exit_code == 2 and f"qrels {bucket}/none.txt: no such file" in result.output, result.output
         result = run_cli(*command, "s3://no-such-bucket-q/qrels.txt")
         assert result.exit_code == 2 and "the bucket 'no-such-bucket-q' does not exist" in result.output
+    result = run_cli("eval", out, "--qrels", f"{bucket}/broken.txt.gz")
+    assert result.exit_code == 2 and f"qrels {bucket}/broken.txt.gz: not a readable gzip file" in result.output
     result = run_cli("run", f"{bucket}/jobs/none.yaml")
     assert result.exit_code == 2 and f"{bucket}/jobs/none.yaml: job spec not found" in result.output, result.output
     result = run_cli("run", str(job), "--set", f"eval.qrels={bucket}/missing.txt")
