@@ -239,7 +239,8 @@ def test_output_inside_input_is_refused_for_uris() -> None:
                                                "output": {"path": output}}))
 
     for source, output in [("s3://b/data", "s3://b/data/out"), ("s3://b/data/", "s3://b/data"),
-                           ("s3://b/data/**/*.parquet", "s3://b/data/out"), ("gs://b/data", "gcs://b/data/x")]:
+                           ("s3://b/data/**/*.parquet", "s3://b/data/out"), ("gs://b/data", "gcs://b/data/x"),
+                           ("s3://b/data/*", "s3://b/data/out"), ("/tmp/data/o*", "/tmp/data/out")]:  # directories
         with pytest.raises(SpecError, match="lies inside input.path"):
             check(source, output)
     for source, output in [("s3://b/data", "s3://b/database"), ("s3://b/data/*.parquet", "s3://b/data/out"),
