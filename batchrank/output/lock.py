@@ -40,7 +40,7 @@ class OutputLock:
         key = str(self.path.absolute())
         if key in _HELD_HERE:
             raise OutputInUse(f"{self.layout.root} is in use by another batchrank run in this process "
-                                  f"(pid {os.getpid()})")
+                              f"(pid {os.getpid()})")
         if self.path.supports_posix_locks:
             self.layout.root.mkdir()
             self._descriptor = self._take_lockf()
