@@ -14,7 +14,6 @@ import polars as pl
 from batchrank.storage import StoragePath
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-FILE_COLUMN = "__batchrank_input_file"  # the source file of each row in a scan, while partition values are added
 
 Partition = tuple[tuple[str, str | None], ...]
 
@@ -22,24 +21,18 @@ Partition = tuple[tuple[str, str | None], ...]
 def partition_values(path: StoragePath, root: StoragePath) -> Partition:
     """The `name=value` directories of `path` below `root`, in path order (a deeper one wins a repeated name)."""
     text, prefix = str(path), str(root).rstrip("/")
-    if not text.startswith(prefix + "/"):
+    if prefix == "." and not text.startswith("/"):
+        relative = text  # pathlib spells ./x as x
+    elif text.startswith(prefix + "/"):
+        relative = text[len(prefix) + 1 :]
+    else:
         return ()
     values: dict[str, str | None] = {}
-    for segment in text[len(prefix) + 1 :].split("/")[:-1]:
+    for segment in relative.split("/")[:-1]:
         name, separator, value = segment.partition("=")
         if separator and name:
             values[name] = None if value == HIVE_NULL else unquote(value)
     return tuple(values.items())
-
-
-def add_partition_columns(frame: pl.LazyFrame, sources: list[str], partitions: list[Partition],
-                          columns: tuple[str, ...]) -> pl.LazyFrame:
-    """A scan that carries FILE_COLUMN (each row's source, as given to the scan) with `columns` filled in from the
-    partition values of its file; FILE_COLUMN dropped."""
-    values = [dict(partition) for partition in partitions]
-    filled = [pl.col(FILE_COLUMN).replace_strict(sources, [v.get(name) for v in values], return_dtype=pl.String)
-              .alias(name) for name in columns]
-    return frame.with_columns(filled).drop(FILE_COLUMN)
 
 
 def literal_columns(partition: Partition, columns: tuple[str, ...]) -> list[pl.Expr]:
