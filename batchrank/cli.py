@@ -2,7 +2,8 @@
 
 Results go to stdout; batchrank's own progress and messages to stderr; the engine's and other libraries' log lines
 to OUTPUT/logs/engine.log (-v shows them too). Exit codes: 0 done, 2 a problem the user must fix (nothing was
-scored), 1 a failure while running (rerun: it resumes), 130 interrupted; `status` has its own (output/status.py).
+scored), 1 a failure while running (rerun: it resumes), 75 the output is in use by another run (wait, then rerun),
+130 interrupted; `status` has its own (output/status.py).
 """
 
 from __future__ import annotations
@@ -62,7 +63,14 @@ def _stop_on_sigterm() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr (results still go to stdout).")
 @click.pass_context
 def main(context: click.Context, verbose: bool, quiet: bool) -> None:
-    """Offline batch reranking of (query, document) pairs with vLLM, checkpointed to Parquet."""
+    """Offline batch reranking of (query, document) pairs with vLLM, checkpointed to Parquet.
+
+    \b
+    Exit codes: 0 done; 1 failed while running (rerun: it resumes);
+    2 a spec, input, model or path to fix (nothing was scored);
+    75 the output is in use by another run (nothing was done: wait, then rerun);
+    130 interrupted (Ctrl-C, SIGTERM). `batchrank status --help` has its own.
+    """
     from batchrank.logs import configure_console
 
     configure_console(1 if verbose else -1 if quiet else 0)
@@ -80,6 +88,10 @@ def run(context: click.Context, job: str, overrides: tuple[str, ...], overwrite:
     """Score every pair of JOB's input and write ranked Parquet parts; resumes a killed run.
 
     At the end: the metrics table and OUTPUT/eval.json when eval.qrels is set, and OUTPUT/report.html.
+    JOB is a YAML file, a local path or an s3:// / gs:// URI.
+
+    Exit code: 0 done, 1 failed while running (rerun: it resumes), 2 a spec, input or model to fix, 75 the output
+    is in use by another run (wait, then rerun), 130 interrupted.
     """
     from batchrank.console import print_preview, print_run_summary
     from batchrank.job import run_job

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 # Ctrl-C or a scheduler's SIGTERM: the shell's 128 + SIGINT. A stopped run, not a failed one (it resumes).
 INTERRUPTED_EXIT_CODE = 130
+# Another run holds the output: sysexits.h's EX_TEMPFAIL ("try again later"), so a scheduler waits and retries the
+# task instead of failing it as it would on 2 ("fix your spec").
+IN_USE_EXIT_CODE = 75
 
 
 class BatchrankError(Exception):
@@ -22,6 +25,13 @@ class InputDataError(BatchrankError):
 
 class CheckpointError(BatchrankError):
     """The output directory holds another job's checkpoint, or is locked by a running job."""
+
+
+class OutputInUse(CheckpointError):
+    """Another run holds the output directory (its lock, or its lease in an object store); nothing was done. Wait
+    for it and run again: the CLI exits 75."""
+
+    exit_code = IN_USE_EXIT_CODE
 
 
 class StorageError(BatchrankError):

@@ -3,7 +3,7 @@ failures) that must not pay a 30-60 s engine start per run.
 
 score(query, document) is sha256(query NUL document) mapped to [0, 1): a pair gets the same score whatever chunk or
 run scores it, so a resumed output must equal an uninterrupted one exactly. A query longer than MAX_QUERY_CHARS
-counts as "the query and instruction alone do not fit max_model_len", which the real scorer finds by tokenizing.
+counts as a query too long for max_model_len, which the real scorer finds by tokenizing.
 
 Run as a script, this file is the `batchrank` command with FakeScorer in place of vLLM's scorer, plus fault hooks
 read from the environment (nothing in batchrank itself knows about them):

@@ -123,7 +123,7 @@ def _score_and_finish(context: JobContext, factory: ScorerFactory, qrels: Qrels 
     def on_part(part: PartWritten) -> None:
         done[part.stats.chunk_id] = part
         ledger.record(part)
-        progress.chunk_done(part.stats.pairs + part.stats.rejected_pairs, part.stats.pairs)
+        progress.chunk_done(part.stats.chunk_id, part.stats.pairs + part.stats.rejected_pairs, part.stats.pairs)
 
     execution = None
     try:
