@@ -7,11 +7,13 @@ doc id descending, the MS MARCO MRR script in its own order. With raw tied score
 measure another order than batchrank's: on the demo data with two tied pairs, MAP 0.9285 by rank against 0.9424 by
 trec_eval (issue 25).
 
-So the TREC export writes scores that strictly decrease in rank order (rank_order_scores): a score equal to the one
-ranked above it becomes the next representable float below that one, a unit in the last place (ulp) apart, about
-1e-16 of the score for float64 and 6e-8 for float32; every other score is written exactly. Every evaluator then
-reads the rank column's order, and `batchrank eval` equals trec_eval on the exported file. eval counts the ties
-where the measures look (TieTally), so that a user knows how much the input order decided.
+So the TREC export writes scores that strictly decrease in rank order as trec_eval reads them: trec_eval (and
+pytrec_eval) keep a score as a 32-bit float, so two scores equal in 32 bits are a tie to it even when their 64-bit
+values differ (rank_order_scores). A score whose 32-bit value is not below the one ranked above it is written as
+the next 32-bit float below that one, one 32-bit ulp apart (6e-8 of the score); every other score is written exactly
+as the output holds it. Every evaluator then reads the rank column's order, and `batchrank eval` equals trec_eval
+on the exported file. eval counts the ties where the measures look (count_ties), so that a user knows how much the
+input order decided.
 """
 
 from __future__ import annotations
@@ -26,31 +28,31 @@ TIE_DEPTH = 100  # the deepest cutoff of eval's measures (Recall@100); MAP looks
 
 
 def _ordered_keys(values: np.ndarray) -> np.ndarray:
-    """Integers in the floats' order, one apart for neighbouring floats: the magnitude bits, negated for negative
-    floats (so -0.0 and 0.0, which are equal, share key 0). One ulp down is key - 1."""
-    bits = values.view(np.int32 if values.dtype == np.float32 else np.int64)
-    magnitude = (bits & np.iinfo(bits.dtype).max).astype(np.int64)
+    """Integers in the order of 32-bit floats, one apart for neighbouring floats: the magnitude bits, negated for
+    negative floats (so -0.0 and 0.0, which are equal, share key 0). One ulp down is key - 1."""
+    bits = values.view(np.int32)
+    magnitude = (bits & np.iinfo(np.int32).max).astype(np.int64)
     return np.where(bits < 0, -magnitude, magnitude)
 
 
-def _floats(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The inverse of _ordered_keys."""
-    as_int = np.int32 if dtype == np.float32 else np.int64
-    magnitude = np.abs(keys).astype(as_int)
-    return np.where(keys < 0, magnitude | np.iinfo(as_int).min, magnitude).astype(as_int).view(dtype)
+def _floats(keys: np.ndarray) -> np.ndarray:
+    """The 32-bit floats of _ordered_keys' keys."""
+    magnitude = np.abs(keys).astype(np.int32)
+    return np.where(keys < 0, magnitude | np.iinfo(np.int32).min, magnitude).astype(np.int32).view(np.float32)
 
 
 def rank_order_scores(frame: pl.DataFrame) -> pl.Series:
-    """The scores of `frame` (sorted by query_id, then rank) made strictly decreasing within each query, in the
-    score column's own float type: e_i = min(s_i, e_{i-1} - 1 ulp). Equal to the scores wherever they already
-    decrease; a tie (or a score pushed by a tie above it) is written a few ulps below its neighbour."""
+    """The scores of `frame` (sorted by query_id, then rank), strictly decreasing within each query once rounded to
+    32 bits as trec_eval reads them, in the score column's own float type: with k_i a score's 32-bit value,
+    e_i = min(k_i, e_i-1 - one 32-bit ulp). A score with e_i = k_i is kept exactly; the others (ties, and scores
+    a tie above pushed down) are written as e_i."""
     scores = frame["score"]
     dtype = pl.Float32 if scores.dtype == pl.Float32 else pl.Float64
     values = scores.cast(dtype).to_numpy()
     nan = np.isnan(values)
-    keys = _ordered_keys(values)
-    keys[nan] = _ordered_keys(np.array([np.inf], dtype=values.dtype))[0] + 1  # polars ranks NaN first
-    floor = _ordered_keys(np.array([-np.inf], dtype=values.dtype))[0]
+    keys = _ordered_keys(values.astype(np.float32))  # round to nearest, as C's (float) cast of trec_eval's atof
+    keys[nan] = _ordered_keys(np.array([np.inf], dtype=np.float32))[0] + 1  # polars ranks NaN first
+    floor = _ordered_keys(np.array([-np.inf], dtype=np.float32))[0]
     # With g_i = e_i + i (i: position in the query), the recurrence is a running minimum: g_i = min(k_i + i, g_i-1).
     written = (
         pl.DataFrame({"query_id": frame["query_id"], "key": keys})
@@ -59,8 +61,9 @@ def rank_order_scores(frame: pl.DataFrame) -> pl.Series:
                 .clip(lower_bound=floor))["key"]
         .to_numpy()
     )
-    result = _floats(written, values.dtype)
-    result[nan] = np.nan
+    pushed = (written < keys) & ~nan
+    result = values.copy()
+    result[pushed] = _floats(written[pushed]).astype(values.dtype)  # exact: a 32-bit float is a 64-bit one too
     return pl.Series("score", result, dtype=dtype)
 
 

@@ -78,8 +78,11 @@ def test_cli_table_and_warnings(output: Path, qrels: Path) -> None:
     mrr = next(line for line in lines if line.startswith("MRR@10")).split()
     assert mrr == ["MRR@10", "0.6667", "0.7500", "+0.0833"]
     assert "queries judged: 2 of 3 in the output" in result.stdout
-    assert "1 queries have no judgments and are not in the averages" in result.stderr
-    assert "judges 1 queries that are not in the output" in result.stderr
+    assert "judged documents in the output: 4 of 5" in result.stdout  # q1's e was never retrieved
+    assert "tied scores in the top 100: none" in result.stdout
+    # Every mismatch warning names examples (repr: a trailing space would show).
+    assert "1 output queries have no judgments and are not in the averages (e.g. 'q3')" in result.stderr
+    assert "judges 1 queries that are not in the output; they are ignored (e.g. 'q9')" in result.stderr
 
 
 def test_cli_json_is_one_object_with_the_exact_keys(output: Path, qrels: Path) -> None:
