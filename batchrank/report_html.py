@@ -173,6 +173,15 @@ def scoring_figures(run_info: dict[str, Any]) -> tuple[float, float]:
     return (rate, pairs / rate) if rate > 0 else (0.0, 0.0)
 
 
+def throughput_note(run_info: dict[str, Any]) -> str:
+    """The job's throughput in words: the summary's figure."""
+    rate, seconds = scoring_figures(run_info)
+    if not rate:
+        return "The last run scored no chunk (they were scored by earlier runs)."
+    return (f"This run: {rate:.1f} pairs/s over {seconds:.3g} s of scoring (every engine up to the last part), "
+            "the figure the run's summary printed; the dots are each chunk's own engine rate.")
+
+
 def _throughput_png(stats: list[ChunkStats], run_info: dict[str, Any]) -> bytes:
     start = min(s.finished_at - s.seconds for s in stats)
     elapsed = np.array([s.finished_at - start for s in stats])
@@ -217,6 +226,8 @@ def _page(out: FinishedOutput, evaluation: Evaluation | None, figures: list[tupl
     for name, caption, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{e(caption)}</h2><img alt='{e(caption)}' src='data:image/png;base64,{data}'>")
+        if name == "throughput.png":
+            parts.append(f"<p>{e(throughput_note(info))}</p>")
         parts.append(f"<p class='muted'>also in report/{e(name)}</p>")
     parts += ["<h2>Settings</h2>", _settings_html(info), "</body></html>"]
     return "\n".join(parts)

@@ -88,3 +88,16 @@ def demo_rows() -> list[dict[str, Any]]:
 
 def demo_qrels_lines() -> list[str]:
     return (DEMO / "qrels.txt").read_text().splitlines()
+
+
+def demo_job(root: Path, qrels: Path | None) -> Path:
+    """A job spec over the demo input (for the fake_engine fixture: the model path is never read), output in
+    root/run-out with first_stage_rank kept, eval.qrels as given."""
+    import yaml
+
+    spec = {"input": {"path": str(DEMO / "candidates.parquet")}, "model": {"path": str(root / "model")},
+            "run": {"chunk_size": 24}, "output": {"path": str(root / "run-out"), "keep_columns": ["first_stage_rank"]},
+            "eval": {"qrels": None if qrels is None else str(qrels)}}
+    job = root / "job.yaml"
+    job.write_text(yaml.safe_dump(spec))
+    return job

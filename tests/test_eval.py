@@ -200,3 +200,17 @@ def test_eval_spec_section_does_not_change_the_results_fingerprint(tmp_path: Pat
     assert job_fingerprint(with_eval, files, facts) == job_fingerprint(parse_spec(dict(base)), files, facts)
     with pytest.raises(SpecError, match="eval.qrel: unknown key"):
         parse_spec({**base, "eval": {"qrel": "x"}})
+
+
+def test_eval_without_qrels_takes_the_job_specs_or_says_where_to_set_them(output: Path, qrels: Path) -> None:
+    # Issue 25, item 5: `eval` without --qrels pointed nowhere; it now does what `report` does.
+    result = run_cli("eval", str(output))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "no qrels: pass --qrels QRELS, or set eval.qrels in the job spec" in result.stderr
+    info = json.loads((output / "run.json").read_text())
+    info["spec"]["eval"]["qrels"] = str(qrels)
+    (output / "run.json").write_text(json.dumps(info))
+    result = run_cli("eval", str(output), "--json")
+    assert result.exit_code == 0, result.output
+    assert f"qrels from the job spec: {qrels}" in result.stderr
+    assert json.loads(result.stdout)["reranked"]["MRR@10"] == pytest.approx(0.75)

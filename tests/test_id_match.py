@@ -11,10 +11,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
-from conftest import REPO, run_cli
-from output_fixtures import demo_qrels_lines, demo_rows, make_output, write_lines
+from conftest import run_cli
+from output_fixtures import demo_job, demo_qrels_lines, demo_rows, make_output, write_lines
 
 
 @pytest.fixture()
@@ -77,16 +76,6 @@ def test_report_refuses_the_same_and_writes_nothing(demo_out, tmp_path) -> None:
     assert result.exit_code == 2, result.output
     assert "none of the 24 judged documents" in result.stderr
     assert not (demo_out / "report.html").exists() and not (demo_out / "eval.json").exists()
-
-
-def demo_job(tmp_path: Path, qrels: Path | None) -> Path:
-    spec = {"input": {"path": str(REPO / "jobs/data/demo/candidates.parquet")},
-            "model": {"path": str(tmp_path / "model")}, "run": {"chunk_size": 24},
-            "output": {"path": str(tmp_path / "run-out"), "keep_columns": ["first_stage_rank"]},
-            "eval": {"qrels": None if qrels is None else str(qrels)}}
-    job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump(spec))
-    return job
 
 
 def test_runs_evaluation_refuses_and_says_the_scores_are_complete(tmp_path: Path, fake_engine: None) -> None:

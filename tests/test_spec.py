@@ -99,3 +99,21 @@ def test_missing_spec_file(tmp_path: Path) -> None:
 def test_keep_columns_may_not_name_output_columns(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"output\.keep_columns.*'score'"):
         load_spec(write(tmp_path, BASE), ["output.keep_columns=[score]"])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("run.chunk_sise=500", "run.chunk_sise: unknown key; did you mean chunk_size?"),
+    ("run.worker_resources.num_gpu=1", "run.worker_resources.num_gpu: unknown key; did you mean num_gpus?"),
+    ("eval.qrel=q.txt", "eval.qrel: unknown key; did you mean qrels?"),
+    ("outptu.path=x", "outptu: unknown key; did you mean output?"),
+    ("model.kindd=embedding", "model.kindd: unknown key; did you mean kind?"),
+    ("run.zzz=1", "run.zzz: unknown key"),  # nothing close: no guess
+])
+def test_unknown_spec_keys_get_the_closest_known_key(tmp_path: Path, override: str, message: str) -> None:
+    # Issue 25, item 5: engine keys had a "did you mean", spec keys none.
+    from conftest import run_cli
+
+    result = run_cli("validate", str(write(tmp_path, BASE)), "--set", override)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert ("did you mean" in result.stderr) is ("did you mean" in message)
