@@ -96,15 +96,19 @@ class UnsafeIdTally:
     def _note(self, column: str, offset: int, ids: pl.Series, rows: pl.Series, count: int) -> None:
         entry = self.found.setdefault(column, UnsafeIds(column))
         entry.rows += count
-        firsts = pl.DataFrame({"row": rows.cast(pl.Int64) + offset, "id": ids}).unique(
-            "id", keep="first", maintain_order=True)
+        # Distinct ids and examples only until they are complete (an input whose every id is bad pays for one batch).
         if not entry.capped:
-            entry.distinct.update(firsts["id"].head(DISTINCT_CAP + 1 - len(entry.distinct)).to_list())
-            entry.capped = len(entry.distinct) > DISTINCT_CAP
-        known = {value for _, value in entry.examples}
-        for row, value in firsts.head(EXAMPLES + len(known)).iter_rows():
-            if len(entry.examples) < EXAMPLES and value not in known:
-                entry.examples.append((row, value))
+            unique = ids.unique()
+            if unique.len() <= DISTINCT_CAP:
+                entry.distinct.update(unique.to_list())
+            entry.capped = unique.len() > DISTINCT_CAP or len(entry.distinct) > DISTINCT_CAP
+        if len(entry.examples) < EXAMPLES:
+            firsts = pl.DataFrame({"row": rows.cast(pl.Int64) + offset, "id": ids}).filter(
+                pl.col("id").is_first_distinct())
+            known = {value for _, value in entry.examples}
+            for row, value in firsts.head(EXAMPLES + len(known)).iter_rows():
+                if len(entry.examples) < EXAMPLES and value not in known:
+                    entry.examples.append((row, value))
 
     @property
     def rows(self) -> int:
