@@ -185,6 +185,8 @@ class IdMatcher:
                         judgments: pl.DataFrame) -> list[QueryExample]:
         new = []
         for query_id in query_ids.sort().head(EXAMPLES).to_list():
+            if len(examples) == EXAMPLES and query_id > examples[-1].query_id:
+                break  # no smaller id than the examples kept: nothing to look up
             output = rows.filter(pl.col("query_id") == query_id).sort("rank")["doc_id"].head(EXAMPLES + 1)
             judged = judgments.filter(pl.col("query_id") == query_id).sort(["relevance", "doc_id"],
                                                                             descending=[True, False])

@@ -129,3 +129,19 @@ def test_query_ids_that_meet_nowhere_are_refused_with_both_sides(demo_out, tmp_p
     assert ("judges none of the output's 8 queries (output query ids look like ['Q01', 'Q02', 'Q03'], the qrels' "
             "like ['q01', 'q02', 'q03']); 'q01' in the qrels matches output query id 'Q01' spelled otherwise") \
         in result.stderr
+
+
+def test_counts_and_examples_do_not_depend_on_the_batches(tmp_path, monkeypatch) -> None:
+    from batchrank import results
+    from batchrank.eval import evaluate
+    from batchrank.qrels import read_qrels
+
+    rows = [row for row in demo_rows() if row["query_id"] != "Q05"]  # Q05 judged, not in the output
+    out = make_output(tmp_path / "out", rows, queries_per_chunk=1)
+    qrels = read_qrels(qrels_with(tmp_path, lambda q, d: d.lower() if q in ("Q03", "Q06") else d))
+    whole = evaluate(out, qrels)
+    monkeypatch.setattr(results, "BATCH_ROWS", 12)  # one query a batch
+    batched = evaluate(out, qrels)
+    assert batched.warnings() == whole.warnings() and batched.to_json() == whole.to_json()
+    assert whole.ids.queries_without_judged_docs == 2 and whole.ids.qrels_queries_not_in_output == 1
+    assert [example.query_id for example in whole.ids.unmet_examples] == ["Q03", "Q06"]
