@@ -54,15 +54,19 @@ def _read_trec_qrels(path: StoragePath, data: bytes) -> pl.DataFrame:
     with io.BytesIO(data) as handle:
         for number, raw in enumerate(handle, 1):
             try:
-                fields = raw.decode("utf-8").split()
+                line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 raise InputDataError(f"qrels {path} line {number}: not UTF-8 text") from None
+            fields = line.split()
             if not fields:
                 continue
             if len(fields) != 4:
+                # More fields than four: most likely an id with whitespace, which the format cannot hold.
+                hint = ("; an id with whitespace cannot be written in TREC text: use Parquet qrels (query_id, doc_id, "
+                        "relevance)") if len(fields) > 4 else ""
                 raise InputDataError(
                     f"qrels {path} line {number}: expected 4 fields 'query_id 0 doc_id grade', "
-                    f"got {len(fields)}: {' '.join(fields)[:80]!r}"
+                    f"got {len(fields)}: {line[:80]!r}{hint}"
                 )
             try:
                 grade = int(fields[3])

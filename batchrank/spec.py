@@ -6,10 +6,11 @@ This is the only module that parses job YAML. Every knob of a job lives here, wi
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -209,11 +210,30 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
         ) from None
 
 
+def _known_keys(location: tuple[int | str, ...]) -> list[str]:
+    """The keys the spec section holding `location` takes (none where it is not a section of ours)."""
+    model: Any = JobSpec
+    for part in location[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        candidates = (field.annotation, *get_args(field.annotation))  # WorkerResources | None: the class
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _unknown_key(location: tuple[int | str, ...]) -> str:
+    close = difflib.get_close_matches(str(location[-1]), _known_keys(location), n=1)
+    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
+
+
 def _format_validation_error(source: str, error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        message = _unknown_key(item["loc"]) if item["type"] == "extra_forbidden" else item["msg"]
         problems.append(f"{field}: {message}")
     return f"{source}: invalid job spec: " + "; ".join(problems)
 
