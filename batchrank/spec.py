@@ -148,7 +148,7 @@ class OutputSpec(_Strict):
     @field_validator("keep_columns")
     @classmethod
     def _not_reserved(cls, columns: list[str]) -> list[str]:
-        reserved = sorted(set(columns) & {"query_id", "doc_id", "score", "rank"})
+        reserved = sorted(set(columns) & {"query_id", "doc_id", "score", "rank", "input_row"})
         if reserved:
             raise ValueError(f"{reserved} are always in the output; list only extra input columns")
         return columns
