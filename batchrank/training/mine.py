@@ -41,11 +41,12 @@ class MiningReport:
     def lines(self) -> list[str]:
         """What mining found, in words (stderr), like mine_hard_negatives' statistics."""
         counts, options = self.counts, self.options
-        lines = [f"mined {counts.mined} of the output's {counts.queries} queries: {counts.positives} positives and "
-                 f"{counts.negatives} negatives ({options.sampling_strategy} {options.num_negatives} of ranks "
-                 f"{options.range_min + 1}..{self.range_max} among the candidates left, from each query's top "
-                 f"{self.window}: range_max {self.range_max} + {self.most_positives}, the most positives a query "
-                 f"has in the qrels); scores: {self.score}"]
+        lines = [f"mined {counts.mined} of the output's {counts.queries} queries: {counts.positives} positives, "
+                 f"{counts.negatives} negatives; scores: {self.score}",
+                 f"negatives: {options.sampling_strategy} {options.num_negatives} of ranks "
+                 f"{options.range_min + 1}..{self.range_max} of the candidates left (positives and filtered out) "
+                 f"among each query's best {self.window} (range_max {self.range_max} + {self.most_positives}, the "
+                 "most positives a query has in the qrels)"]
         if counts.without_positives:
             lines.append(f"{counts.without_positives} judged queries have no positive among their candidates; "
                          "they are left out")
