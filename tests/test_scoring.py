@@ -133,6 +133,22 @@ def test_the_logit_score_is_the_cards_yes_no_margin_and_never_saturates(confiden
     assert logit_run["model"]["input_format"]["score"].startswith("logit: the 'yes' logit minus the 'no' logit")
     assert logit_run["model"]["engine_arguments"]["pooler_config"] == {"use_activation": False}
     assert probability_run["model"]["input_format"]["score"].startswith("P(yes)")
+    assert "logit: the &#x27;yes&#x27; logit minus" in (tmp_path / "logit" / "out" / "report.html").read_text()
+
+
+def test_a_checkpoint_is_not_resumed_across_the_score_choice(tiny_model: str) -> None:
+    from batchrank.fingerprint import describe_changes, job_fingerprint
+    from batchrank.io.input import InputFiles
+
+    files = InputFiles([], {}, tiny_spec(tiny_model, None, None).input)
+    fingerprints = []
+    for score in ("probability", "logit"):
+        spec = tiny_spec(tiny_model, None, None)
+        spec.model.score = score
+        fingerprints.append(job_fingerprint(spec, files, VllmScorerFactory().inspect(spec)))
+    changes = describe_changes(*fingerprints)
+    assert len(changes) == 1 and changes[0].startswith("model.input_format.score changed since the checkpoint: "
+                                                       "\"P(yes): softmax")
 
 
 def test_validate_describes_the_chosen_score_and_refuses_the_engine_switch(tiny_model: str, tmp_path: Path) -> None:

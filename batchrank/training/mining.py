@@ -101,28 +101,24 @@ class NegativeMiner:
         role, slot."""
         options = self.options
         self.counts.queries += ranked["q"].n_unique()
-        judged = ranked.filter(pl.col("judged"))["q"].unique()
-        ranked = ranked.sort("q", "rank").with_columns(
-            positives=pl.col("is_positive").sum().over("q"),
-            lowest_positive=pl.col("score").filter(pl.col("is_positive")).min().over("q"))
-        ranked = ranked.filter(pl.col("positives") > 0)
-        mined = ranked["q"].n_unique()
-        self.counts.mined += mined
-        self.counts.without_positives += judged.len() - mined
-        positives = ranked.filter(pl.col("is_positive")).with_columns(
+        judged = ranked.filter(pl.col("judged"))["q"].n_unique()
+        # The per-query facts come from the positives alone, and only the window is sorted: a few rows a query.
+        positives = ranked.filter(pl.col("is_positive")).sort("q", "rank").with_columns(
             role=pl.lit(POSITIVE, pl.Int8), slot=pl.int_range(pl.len()).over("q"))
+        mined = positives.group_by("q").agg(lowest_positive=pl.col("score").min()).sort("q")
+        self.counts.mined += mined.height
+        self.counts.without_positives += judged - mined.height
         self.counts.positives += positives.height
-        window = ranked.filter(pl.col("rank") <= self.window)
+        window = ranked.filter(pl.col("rank") <= self.window).join(mined, on="q").sort("q", "rank")
         window = window.with_columns(valid=self._filtered(window))
         left = window.with_columns(left=pl.col("valid").cast(pl.Int64).cum_sum().over("q")).filter(
             pl.col("valid") & pl.col("left").is_between(options.range_min + 1, self.range_max)).drop("valid")
-        chosen = self._sample(left, ranked["q"].unique(maintain_order=True)).sort("q", "rank")
-        negatives = chosen.drop("left").with_columns(role=pl.lit(NEGATIVE, pl.Int8),
-                                                     slot=pl.int_range(pl.len()).over("q"))
+        chosen = self._sample(left, mined["q"]).sort("q", "rank")
+        negatives = chosen.with_columns(role=pl.lit(NEGATIVE, pl.Int8), slot=pl.int_range(pl.len()).over("q"))
         self.counts.negatives += negatives.height
-        per_query = negatives.group_by("q").len()
-        self.counts.short += mined - per_query.filter(pl.col("len") >= options.num_negatives).height
-        columns = [c for c in positives.columns if c not in ("positives", "lowest_positive", "is_positive", "judged")]
+        full = negatives.group_by("q").len().filter(pl.col("len") >= options.num_negatives).height
+        self.counts.short += mined.height - full
+        columns = [c for c in positives.columns if c not in ("is_positive", "judged")]
         return pl.concat([positives.select(columns), negatives.select(columns)]).sort("q", "role", "slot")
 
     def _filtered(self, window: pl.DataFrame) -> pl.Series:

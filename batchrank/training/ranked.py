@@ -42,12 +42,21 @@ def ranked_queries(out: FinishedOutput, positives: Positives | None, columns: li
     for batch in out.part_batches():
         frame = parquet_files.scan(batch).select("query_id", "doc_id", "score", "rank", *columns).collect()
         frame = frame.with_columns(pl.col("query_id", "doc_id").cast(pl.String))
-        order = frame.select("query_id").unique(maintain_order=True).with_row_index("q", offset=first)
-        first += order.height
-        frame = frame.join(order.with_columns(pl.col("q").cast(pl.Int64)), on="query_id", maintain_order="left")
+        frame, first = _numbered(frame, first)
         if pairs is None:
             frame = frame.with_columns(is_positive=pl.lit(False), judged=pl.lit(False))
         else:
             frame = frame.join(pairs, on=["query_id", "doc_id"], how="left", maintain_order="left").with_columns(
                 pl.col("is_positive").fill_null(False), judged=pl.col("query_id").is_in(judged))
         yield frame.select("q", "rank", "score", "is_positive", "judged", *columns)
+
+
+def _numbered(frame: pl.DataFrame, first: int) -> tuple[pl.DataFrame, int]:
+    """q: each query's number, `first` for the batch's first query; and the number after the last."""
+    runs = frame["query_id"].rle_id()
+    count = int(runs[-1]) + 1 if frame.height else 0
+    if count == frame["query_id"].n_unique():  # each query's rows together, as parts hold them: no join needed
+        return frame.with_columns(q=runs.cast(pl.Int64) + first), first + count
+    order = frame.select("query_id").unique(maintain_order=True).with_row_index("q", offset=first)
+    numbered = frame.join(order.with_columns(pl.col("q").cast(pl.Int64)), on="query_id", maintain_order="left")
+    return numbered, first + order.height

@@ -87,17 +87,23 @@ def teacher_labels(output_dir: str | os.PathLike[str] | StoragePath, destination
 
 
 def _chosen(ranked: pl.DataFrame, layout: TeacherLayout, top: int | None) -> pl.DataFrame:
-    """The rows a layout takes, with role (POSITIVE for the judged ones under flag-embedding) and slot."""
+    """The rows a layout takes, with role (POSITIVE for the judged ones under flag-embedding) and slot. Rows are cut
+    before they are sorted: a batch holds a million of them, a layout wants a few a query."""
     if layout == "flag-embedding":
+        positives = ranked.filter(pl.col("is_positive")).group_by("q").agg(positives=pl.len())
+        ranked = ranked.join(positives, on="q")  # queries without a positive have no row
+        if top is not None:  # a query's best `top` others lie within its best `top` + positives
+            ranked = ranked.filter(pl.col("is_positive") | (pl.col("rank") <= top + pl.col("positives")))
         ranked = ranked.sort("q", "rank").with_columns(
-            rival=(~pl.col("is_positive")).cast(pl.Int64).cum_sum().over("q"))
-        keep = pl.col("is_positive") | (pl.col("rival") <= top if top is not None else pl.lit(True))
-        ranked = ranked.filter(keep & pl.col("is_positive").any().over("q")).drop("rival")
+            others=(~pl.col("is_positive")).cast(pl.Int64).cum_sum().over("q"))
+        if top is not None:
+            ranked = ranked.filter(pl.col("is_positive") | (pl.col("others") <= top))
+        ranked = ranked.drop("others", "positives")
         role = pl.when(pl.col("is_positive")).then(POSITIVE).otherwise(NEGATIVE).cast(pl.Int8)
     else:
-        ranked = ranked.filter(pl.col("rank") <= top) if top is not None else ranked
+        ranked = (ranked.filter(pl.col("rank") <= top) if top is not None else ranked).sort("q", "rank")
         role = pl.lit(NEGATIVE, pl.Int8)
-    ranked = ranked.sort("q", "rank").with_columns(role=role)
+    ranked = ranked.with_columns(role=role)
     return ranked.with_columns(slot=pl.int_range(pl.len()).over("q", "role")).drop("is_positive", "judged")
 
 
