@@ -19,7 +19,7 @@ class ChunkPipeline:
         self.context = context
         self.reader = ChunkReader(context)
         self.preparer = ChunkPreparer(scorer, context.files, context.spec.input.on_bad_rows)
-        self.engine = EngineLoop(scorer, worker)
+        self.engine = EngineLoop(scorer, worker, context.spec.run.stall_timeout)
         # A checkpoint planned before parts carried input_row goes on without it: its parts stay alike.
         row_id = bool(context.manifest.fingerprint.get("output.input_row"))
         self.writer = ChunkWriter(context.layout, context.spec.output.keep_columns, worker, row_id)
@@ -32,7 +32,7 @@ class ChunkPipeline:
             if existing is not None:
                 return existing
         work = self.preparer.prepare(self.reader.read(chunk))
-        scores = self.engine.submit(work.prepared).result()
+        scores = self.engine.submit(work.prepared, f"chunk {chunk.chunk_id} ({chunk.rows})").result()
         return self.writer.write(work, scores)
 
     def close(self) -> None:
