@@ -278,7 +278,7 @@ def report(output_dir: str, qrels: str | None) -> None:
 @click.argument("output_dir", type=click.Path(file_okay=False))
 @click.option("--qrels", required=True, type=click.Path(dir_okay=False),
               help="The positives: TREC qrels (qid 0 docid grade) or Parquet (query_id, doc_id, relevance).")
-@click.option("-o", "--output", "destination", required=True,
+@click.option("-o", "--output", "destination", required=True, metavar="FILE",
               help="The training file: FILE.parquet or FILE.jsonl (a path or an s3:// URI).")
 @click.option("--format", "layout", default="triplet", show_default=True,
               type=click.Choice(["triplet", "n-tuple", "labeled-pair", "labeled-list", "flag-embedding"]),
@@ -294,7 +294,7 @@ def report(output_dir: str, qrels: str | None) -> None:
 @click.option("--absolute-margin", type=float,
               help="No negative scores within this of the query's lowest positive (0: below it).")
 @click.option("--relative-margin", type=float,
-              help="No negative scores above positive - |positive| x this (0.05: 5%% below the lowest positive).")
+              help="No negative scores above positive - |positive| x this (0.05: 5% below the lowest positive).")
 @click.option("--sampling", "sampling_strategy", type=click.Choice(["top", "random"]), default="top",
               show_default=True, help="top: the best candidates left; random: a seeded sample of them.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The random sampling's seed.")
@@ -318,7 +318,7 @@ def mine(output_dir: str, qrels: str, destination: str, layout: str, with_scores
 
 @main.command()
 @click.argument("output_dir", type=click.Path(file_okay=False))
-@click.option("-o", "--output", "destination", required=True,
+@click.option("-o", "--output", "destination", required=True, metavar="FILE",
               help="The training file: FILE.parquet or FILE.jsonl (a path or an s3:// URI).")
 @click.option("--format", "layout", default="listwise", show_default=True,
               type=click.Choice(["listwise", "pointwise", "flag-embedding"]),
