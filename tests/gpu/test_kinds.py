@@ -76,3 +76,14 @@ def test_embedding_scores_equal_sentence_transformers(gpu_models: dict[str, str]
     scores, run_info = run_pairs(tmp_path, gpu_models["embedding"], rows, model={"dtype": dtype}, prompt=prompt)
     check(scores, encode_and_cosine(gpu_models["embedding"], rows, "query: ", "passage: "), dtype)
     assert run_info["truncated_pairs"] == len(rows[::3])
+
+
+def test_qwen3_yes_no_logit_is_the_cards_yes_no_margin(gpu_models: dict[str, str], tmp_path: Path) -> None:
+    """model.score logit (issue 23) on the GPU build: the card's float32 yes-no margin, the same order."""
+    rows = qwen3_rows()
+    model = {"dtype": "float32", "max_model_len": TINY_MAX_MODEL_LEN, "score": "logit"}
+    scores, run_info = run_pairs(tmp_path, gpu_models["qwen3-yes-no"], rows, model=model)
+    expected = qwen3_model_card_scores(gpu_models["qwen3-yes-no"], [(r["query"], r["document"]) for r in rows],
+                                       None, TINY_MAX_MODEL_LEN, score="logit")
+    assert (np.abs(np.array(scores) - expected) <= F32_TOLERANCE * np.maximum(1.0, np.abs(expected))).all()
+    assert run_info["model"]["score"] == "logit"
