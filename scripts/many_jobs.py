@@ -56,13 +56,13 @@ def main() -> None:
     from batchrank.reaper import process_reaper
 
     me = psutil.Process()
-    environment = dict(os.environ)
     lines = ["| kind | job | RSS after (MiB) | change (MiB) | engine processes left | variables changed |",
              "| --- | --- | --- | --- | --- | --- |"]
     started, before = time.time(), me.memory_info().rss / 2**20
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         source, kinds = pairs(root / "pairs.parquet"), models(root)
+        environment = dict(os.environ)  # after the models were built here: what the jobs themselves leave
         last = before
         for kind, model in kinds.items():
             for job in range(1, args.jobs + 1):
