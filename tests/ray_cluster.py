@@ -7,19 +7,20 @@ stops exactly the cluster it started and nothing else on the machine.
         cluster.remove_node(1)      # a node lost mid-run: its raylet and workers are killed
 
 `stop` asks the helper to shut the cluster down, then ends any process still running under the cluster's own
-temporary directory (found by that unique path in its command line, never by a process name).
+temporary directory (found by that unique path in its command line or environment, never by a process name) and
+deletes the directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ def stop_processes_under(directory: str, grace_s: float = 10) -> int:
             pass
     psutil.wait_procs(alive, timeout=grace_s)
     return len(left)
+
+
+def remove_cluster(directory: str) -> int:
+    """End what still runs of the cluster under `directory`, then delete the directory; how many processes were
+    left."""
+    left = stop_processes_under(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+    return left
 
 
 class LocalRayCluster:
@@ -137,7 +146,7 @@ class LocalRayCluster:
             except (OSError, subprocess.TimeoutExpired):
                 helper.send_signal(signal.SIGKILL)
                 helper.wait(timeout=STOP_TIMEOUT_S)
-        stop_processes_under(self.temp_dir)
+        remove_cluster(self.temp_dir)
 
     def _command(self, command: dict[str, Any]) -> dict[str, Any]:
         assert self._helper is not None and self._helper.stdin is not None
@@ -199,5 +208,7 @@ def _serve(config: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    _serve(json.loads(sys.argv[1]))
-    time.sleep(0)
+    if sys.argv[1] == "--remove":  # scripts/ray_submit_smoke.sh: what is left of its own cluster
+        print(f"{remove_cluster(sys.argv[2])} process(es) of the cluster under {sys.argv[2]} were left")
+    else:
+        _serve(json.loads(sys.argv[1]))

@@ -183,15 +183,20 @@ print(json.dumps(report))
 def test_the_python_api_runs_jobs_back_to_back_and_releases_each_engine(pairs: Path, tiny_model: str,
                                                                         tmp_path: Path) -> None:
     """A pipeline task's process: several jobs through the API, each engine released when its job ends (before, the
-    third job of a process failed for the memory the first two still held)."""
+    third job of a process failed for the memory the first two still held), each job's vLLM lines in its own
+    OUTPUT/logs/engine.log and none on the caller's stdout (before: 72 lines a job)."""
     job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
     done = subprocess.run([sys.executable, "-c", API_JOBS, str(job), str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, f"vLLM's lines stay off the caller's stdout: {lines[:5]}"
+    report = json.loads(lines[0])
     for length, entry in zip((200, 224, 256), report[:3], strict=True):
         assert entry == {"pairs": 20, "output": str(tmp_path / str(length)), "engines_held": 0, "type": "JobResult"}
         assert pl.read_parquet(f"{entry['output']}/scores/part-000000.parquet").height == 20
+        engine_log = (Path(entry["output"]) / "logs" / "engine.log").read_text()
+        assert " vllm" in engine_log and "INFO" in engine_log, "each job's own engine.log, as from the CLI"
     assert report[3]["error"].startswith("model.path /nope: no such directory")
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from batchrank.execute.ray_executor import worker_processes
 from conftest import BATCHRANK, REPO, make_pairs, scored_parts, wait_for_parts, write_job, write_parquet
-from ray_cluster import LocalRayCluster, stop_processes_under
+from ray_cluster import LocalRayCluster, remove_cluster
 
 RAY = str(Path(sys.executable).with_name("ray"))
 FAKE_BATCHRANK = [sys.executable, str(Path(__file__).with_name("fake_scorer.py"))]
@@ -106,7 +106,7 @@ def test_a_cluster_that_holds_fewer_workers_than_asked_says_so_and_scores_with_t
 
 def test_no_worker_that_can_be_placed_stops_the_job_naming_the_resources(cluster, pairs_and_local_output,
                                                                           tmp_path) -> None:
-    source, local = pairs_and_local_output
+    source, _ = pairs_and_local_output
     job = ray_job(tmp_path, source, worker_resources={"num_cpus": 3, "num_gpus": 0}, worker_start_timeout=5)
     done = run(job, cluster)
     assert done.returncode == 1, done.stderr
@@ -119,10 +119,7 @@ def test_no_worker_that_can_be_placed_stops_the_job_naming_the_resources(cluster
     assert "run the same command again" not in done.stderr and "fix the cause above first" in done.stderr
     code, state, _ = status(tmp_path / "out")
     assert code == 4 and state["state"] == "failed" and state["last_error"]["rerun_helps"] is False
-    assert "no Ray worker could start" in state["last_error"]["message"]
-    fixed = run(job, cluster, "--set", "run.worker_resources.num_cpus=1", "--set", "run.worker_start_timeout=600")
-    assert fixed.returncode == 0, fixed.stderr
-    assert read(tmp_path / "out").equals(read(local))
+    assert "no Ray worker could start" in state["last_error"]["message"] and state["chunks_done"] == 0
 
 
 def test_a_killed_worker_does_not_use_up_its_chunks_attempts(cluster, pairs_and_local_output, tmp_path) -> None:
@@ -176,8 +173,10 @@ def test_a_worker_that_stops_answering_is_replaced_after_stall_timeout(cluster, 
     assert read(tmp_path / "out").equals(read(local))
 
 
-def test_sigterm_stops_a_ray_job_as_stopped_with_exit_130(cluster, pairs_and_local_output, tmp_path) -> None:
-    """ray.init installs a SIGTERM handler of its own (SystemExit 15): the job's stays in place."""
+def test_sigterm_is_stopped_with_exit_130_and_a_killed_driver_resumes(cluster, pairs_and_local_output,
+                                                                      tmp_path) -> None:
+    """ray.init installs a SIGTERM handler of its own (SystemExit 15): the job's stays in place. Then the driver of
+    the next run is SIGKILLed (Ray ends a dead driver's actors itself), and a third run finishes the job."""
     source, local = pairs_and_local_output
     job = ray_job(tmp_path, source)
     process = start(job, tmp_path / "run.log", cluster, FAKE_SCORER_SLEEP="0.5")
@@ -190,6 +189,11 @@ def test_sigterm_stops_a_ray_job_as_stopped_with_exit_130(cluster, pairs_and_loc
     code, state, _ = status(tmp_path / "out")
     assert code == 5 and state["state"] == "stopped"
     assert 2 <= state["chunks_done"] < state["chunks"]
+    killed = start(job, tmp_path / "killed.log", cluster, FAKE_SCORER_SLEEP="0.3")
+    wait_for_parts(killed, tmp_path / "out", state["chunks_done"] + 2)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert len(scored_parts(tmp_path / "out")) < state["chunks"], "the kill must land mid-job"
     rerun = run(job, cluster)
     assert rerun.returncode == 0 and "resuming:" in rerun.stderr, rerun.stderr
     assert read(tmp_path / "out").equals(read(local))
@@ -206,8 +210,9 @@ def submit(cluster: LocalRayCluster, job: Path, env_vars: dict[str, str], *optio
 def test_ray_job_submit_keeps_its_runtime_env_leaks_no_secret_and_ray_job_stop_is_stopped(
         cluster, pairs_and_local_output, tmp_path) -> None:
     """The job's runtime env sets variables batchrank needs too (before: "Failed to merge the Job's runtime env",
-    with the secret in the message, in _FAILED.json and in `status`), and S3 credentials the way Ray documents."""
-    source, local = pairs_and_local_output
+    with the secret in the message, in _FAILED.json and in `status`), and S3 credentials the way Ray documents.
+    (The smoke test below submits a job with its own runtime env that succeeds.)"""
+    source, _ = pairs_and_local_output
     job = ray_job(tmp_path, source)
     own = {"HF_HUB_OFFLINE": "1", "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1",
            "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": TEST_PATH, "AWS_ACCESS_KEY_ID": "AKIA" + CANARY[7:23],
@@ -219,12 +224,10 @@ def test_ray_job_submit_keeps_its_runtime_env_leaks_no_secret_and_ray_job_stop_i
     assert "injected engine failure for query q010 (secret ***)" in failing.stdout, failing.stdout[-3000:]
     code, state, status_text = status(tmp_path / "out")
     assert code == 4 and "(secret ***)" in state["last_error"]["message"]
-    resumed = submit(cluster, job, own)
-    assert resumed.returncode == 0 and "resuming:" in resumed.stdout, resumed.stdout[-3000:]
-    assert read(tmp_path / "out").equals(read(local))
+    assert state["chunks_done"] >= 1, "what was scored before the failure is kept"
     engine_log = (tmp_path / "out" / "logs" / "engine.log").read_text()
     assert "worker-0" in engine_log and "vllm.fake_engine INFO fake engine started" in engine_log
-    assert "fake engine started" not in failing.stdout + resumed.stdout, "engine lines stay off the console"
+    assert "fake engine started" not in failing.stdout, "engine lines stay off the console"
     # `ray job stop`: SIGTERM to the driver, then SIGKILL 3 s later
     stopped_job, stopped_out = ray_job(tmp_path, source, name="stopped"), tmp_path / "stopped-out"
     submitted = submit(cluster, stopped_job, {**own, "FAKE_SCORER_SLEEP": "0.5"}, "--no-wait",
@@ -241,21 +244,8 @@ def test_ray_job_submit_keeps_its_runtime_env_leaks_no_secret_and_ray_job_stop_i
     assert "interrupted; finished parts are kept" in logs, logs[-2000:]
     code, state, stopped_status = status(stopped_out)
     assert code == 5 and state["state"] == "stopped" and state["last_error"]["exit_code"] == 130, stopped_status
-    assert_no_canary(failing.stdout, failing.stderr, resumed.stdout, resumed.stderr, status_text, logs,
-                     stopped_status, directories=(tmp_path / "out", stopped_out))
-
-
-def test_driver_killed_then_rerun_completes_to_the_same_output(cluster, pairs_and_local_output, tmp_path) -> None:
-    source, local = pairs_and_local_output
-    job = ray_job(tmp_path, source, num_workers=1)
-    process = start(job, tmp_path / "killed.log", cluster, FAKE_SCORER_SLEEP="0.3")
-    wait_for_parts(process, tmp_path / "out", 3)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert 3 <= len(scored_parts(tmp_path / "out")) < 20, "the kill must land mid-job"
-    rerun = run(job, cluster)  # Ray ends a dead driver's actors itself; nothing to clean up by hand
-    assert rerun.returncode == 0, rerun.stderr
-    assert read(tmp_path / "out").equals(read(local))
+    assert_no_canary(failing.stdout, failing.stderr, status_text, logs, stopped_status,
+                     directories=(tmp_path / "out", stopped_out))
 
 
 def test_auto_puts_two_engines_on_each_gpu_of_a_cluster_for_a_small_model(cluster, pairs_and_local_output,
@@ -306,7 +296,7 @@ def test_a_ray_that_batchrank_starts_itself_survives_a_killed_actor(pairs_and_lo
         assert " lost: " in (tmp_path / "run.log").read_text(), "the driver notices the lost actor"
         assert read(tmp_path / "out").equals(read(local)), "the same scores, to the bit"
     finally:
-        stop_processes_under(ray_tmp)
+        remove_cluster(ray_tmp)
 
 
 def test_ray_job_submit_to_a_local_cluster(tiny_model: str, tmp_path: Path) -> None:
