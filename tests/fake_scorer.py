@@ -14,6 +14,7 @@ actor, whatever environment the cluster gives its workers:
   FAKE_FAIL_QUERY=QID           scoring the chunk that holds query QID raises ...
   FAKE_FAIL_TIMES=K             ... its first K times (default: always)
   FAKE_FAIL_DETAIL=TEXT         ... with TEXT in its message (as a library's error may quote what it was given)
+  FAKE_SCORER_START_FAILS=TEXT  the scorer's start raises RuntimeError(TEXT) (an engine that cannot start)
   FAKE_EXIT_QUERY=QID           scoring the chunk that holds query QID kills the scoring process (SIGKILL: a
                                 preempted or OOM-killed worker) ...
   FAKE_EXIT_TIMES=K             ... its first K times over every process, counted in the file FAKE_EXIT_COUNT_FILE
@@ -63,6 +64,8 @@ class FakeScorer(ChunkAtATimeScorer):
     def __init__(self, spec: JobSpec | None = None, faults: dict[str, str] | None = None):
         super().__init__()
         faults = scorer_faults() if faults is None else faults
+        if faults.get("FAKE_SCORER_START_FAILS"):
+            raise RuntimeError(faults["FAKE_SCORER_START_FAILS"])
         self.sleep = float(faults.get("FAKE_SCORER_SLEEP", "0"))
         self.fail_query = faults.get("FAKE_FAIL_QUERY")
         self.fail_times = int(faults.get("FAKE_FAIL_TIMES", "1000000"))

@@ -135,6 +135,27 @@ def test_an_interrupted_run_is_stopped_not_failed(tmp_path: Path) -> None:
     assert status(tmp_path / "out")[0] == 0
 
 
+def test_a_secret_quoted_by_an_error_reaches_no_output_file_log_or_status(tmp_path: Path, fake_engine: None,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine error that quotes the job's credentials (as Ray quoted a job's whole runtime env): masked on the
+    console, in _FAILED.json, in `status` and in every file of the output."""
+    canary = "canary-" + os.urandom(12).hex()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", canary)
+    monkeypatch.setenv("FAKE_FAIL_QUERY", "q010")
+    monkeypatch.setenv("FAKE_FAIL_DETAIL", f" with credentials {canary}")
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", write_parquet(make_pairs(20, 10), tmp_path / "in.parquet"), NO_MODEL, out,
+                    run={"chunk_size": 50, "executor": "local", "chunks_in_flight_per_worker": 1})
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 1 and "injected engine failure for query q010 with credentials ***" in result.output
+    assert "run the same command again to resume" in result.output, "a rerun can fix an engine error"
+    code, state, text = status(out)
+    assert code == 4 and state["last_error"]["message"].endswith("with credentials ***")
+    assert canary not in result.output + text + json.dumps(state)
+    leaks = [path for path in out.rglob("*") if path.is_file() and canary.encode() in path.read_bytes()]
+    assert not leaks and len(list(out.rglob("*"))) > 5
+
+
 # --- logs: results on stdout, batchrank on stderr, the engine's lines in OUTPUT/logs/engine.log -------------------
 
 

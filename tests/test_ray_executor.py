@@ -122,6 +122,15 @@ def test_no_worker_that_can_be_placed_stops_the_job_naming_the_resources(cluster
     assert "no Ray worker could start" in state["last_error"]["message"] and state["chunks_done"] == 0
 
 
+def test_an_engine_that_cannot_start_stops_the_job_with_its_error(cluster, pairs_and_local_output, tmp_path) -> None:
+    source, _ = pairs_and_local_output
+    done = run(ray_job(tmp_path, source, num_workers=1), cluster, FAKE_SCORER_START_FAILS="CUDA out of memory (test)")
+    assert done.returncode == 1, done.stderr
+    message = [line for line in done.stderr.splitlines() if line.startswith("error: ")][-1]
+    assert message == "error: worker-0 could not start its engine: RuntimeError: CUDA out of memory (test)", message
+    assert "fix the cause above first" in done.stderr
+
+
 def test_a_killed_worker_does_not_use_up_its_chunks_attempts(cluster, pairs_and_local_output, tmp_path) -> None:
     """Two workers killed while holding the chunk of q010 (as preemptions would), with one attempt per chunk."""
     source, local = pairs_and_local_output
@@ -315,3 +324,13 @@ def test_ray_job_submit_to_a_local_cluster(tiny_model: str, tmp_path: Path) -> N
     console = [line for line in result.stdout.splitlines() if "vllm" in line.lower() or "(ScoringWorker" in line]
     assert not console, console[:10]
     assert_no_canary(result.stdout, result.stderr, directories=(out,))
+
+
+def test_workers_get_batchrank_variables_the_job_does_not_set_and_never_a_credential() -> None:
+    from batchrank.execute.ray_env import worker_environment
+
+    driver = {"PYTHONPATH": "/opt/app", "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://minio:9000",
+              "AWS_SECRET_ACCESS_KEY": CANARY, "HF_TOKEN": CANARY, "VLLM_CPU_KVCACHE_SPACE": "4"}
+    job = {"HF_HUB_OFFLINE": "0", "AWS_REGION": "us-east-1", "AWS_SECRET_ACCESS_KEY": CANARY}
+    assert worker_environment(job, driver) == {"PYTHONPATH": "/opt/app", "AWS_ENDPOINT_URL": "http://minio:9000",
+                                               "VLLM_CPU_KVCACHE_SPACE": "4", "VLLM_LOGGING_LEVEL": "INFO"}

@@ -153,9 +153,9 @@ class WorkerPool:
                 slot.where = self.ray.get(slot.ready)
             except RayActorError as error:
                 if error.actor_init_failed:
-                    raise RunFailure(f"{slot.name} could not start its engine: {short_error(error, with_type=False)}",
-                                     rerun_helps=False) from None
-                events.lost.append((slot, f"lost while starting: {lost_reason(error)}"))
+                    self._failed_to_start(slot, error)
+                else:
+                    events.lost.append((slot, f"lost while starting: {lost_reason(error)}"))
                 continue
             slot.next_heartbeat = time.monotonic()
             self.working.append(slot)
@@ -168,6 +168,15 @@ class WorkerPool:
                 events.lost.append((slot, lost_reason(error)))
                 continue
             slot.next_heartbeat = time.monotonic() + self.heartbeat_every
+
+    def _failed_to_start(self, slot: ActorSlot, error: BaseException) -> None:
+        """An engine that raised while starting is not replaced (it would fail the same way, on that node or all);
+        the others score on, and the job stops only when it was the last worker."""
+        reason = init_failure(error)
+        self.retired.append(slot)
+        if not self.working and not self.starting:
+            raise RunFailure(f"{slot.name} could not start its engine: {reason}", rerun_helps=False) from None
+        log.warning("%s could not start its engine: %s; scoring with the other workers", slot, reason)
 
     def _send_heartbeats(self, now: float) -> None:
         for slot in self.working:
@@ -229,6 +238,12 @@ def lost_reason(error: BaseException) -> str:
     reason = "; ".join(useful or lines[:1]) or type(error).__name__
     return short_error(RuntimeError(reason), with_type=False) + (" (node preempted)" if getattr(error, "preempted",
                                                                                                 False) else "")
+
+
+def init_failure(error: BaseException) -> str:
+    """The exception an actor's __init__ raised, from Ray's message (its traceback ends with that line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return short_error(RuntimeError(lines[-1] if lines else type(error).__name__), with_type=False)
 
 
 def actor_is_placed(ray: Any, actor: Any) -> bool | None:
