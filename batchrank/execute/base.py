@@ -90,7 +90,9 @@ class DispatchTiming:
     _started: tuple[float, float] = (0.0, 0.0)
 
     def begin(self) -> None:
+        """Start (or start over: a Ray dispatch counts from its first worker's engine up)."""
         self._started = (time.perf_counter(), time.process_time())
+        self.wait_seconds = 0.0
 
     def end(self) -> None:
         self.seconds = time.perf_counter() - self._started[0]
@@ -102,7 +104,7 @@ class DispatchTiming:
         try:
             yield
         finally:
-            self.wait_seconds += time.perf_counter() - started
+            self.wait_seconds += time.perf_counter() - max(started, self._started[0])
 
     def to_json(self) -> dict[str, float]:
         busy = self.seconds - self.wait_seconds

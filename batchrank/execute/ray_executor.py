@@ -55,6 +55,7 @@ class _ActorDispatch(Dispatch):
             if not self.scoring_started:
                 self.scoring_started = True
                 self.executor.on_scoring_started()  # throughput counts from the first engine up
+                self.timing.begin()  # and so does the driver's own timing (docs/scale.md)
             self.add_worker(slot)
         for slot, reason in events.lost:
             self.lose_worker(slot, reason)

@@ -236,6 +236,7 @@ def lost_reason(error: BaseException) -> str:
     useful = [line for line in lines[1:] if not line.startswith(("class_name:", "actor_id:", "namespace:", "pid:",
                                                                  "ip:", "name:"))]
     reason = "; ".join(useful or lines[:1]) or type(error).__name__
+    reason = reason.split(" Some common causes include")[0]  # Ray's list of guesses, the same for every death
     return short_error(RuntimeError(reason), with_type=False) + (" (node preempted)" if getattr(error, "preempted",
                                                                                                 False) else "")
 
