@@ -3,17 +3,19 @@ failures) that must not pay a 30-60 s engine start per run.
 
 score(query, document) is sha256(query NUL document) mapped to [0, 1): a pair gets the same score whatever chunk or
 run scores it, so a resumed output must equal an uninterrupted one exactly. A query longer than MAX_QUERY_CHARS
-counts as "the query and instruction alone do not fit max_model_len", which the real scorer finds by tokenizing.
+counts as a query too long for max_model_len, which the real scorer finds by tokenizing.
 
 Run as a script, this file is the `batchrank` command with FakeScorer in place of vLLM's scorer, plus fault hooks
 read from the environment (nothing in batchrank itself knows about them). The scorer's own faults (FAKE_SCORER_*,
-FAKE_FAIL_*, FAKE_EXIT_*) are read where the factory is made, in the driver, and travel with it to every Ray
+FAKE_FAIL_*, FAKE_STALL_*, FAKE_EXIT_*) are read where the factory is made, in the driver, and travel with it to every Ray
 actor, whatever environment the cluster gives its workers:
 
   FAKE_SCORER_SLEEP=S           sleep S seconds in each scorer call (so a kill lands mid-run)
   FAKE_FAIL_QUERY=QID           scoring the chunk that holds query QID raises ...
   FAKE_FAIL_TIMES=K             ... its first K times (default: always)
   FAKE_FAIL_DETAIL=TEXT         ... with TEXT in its message (as a library's error may quote what it was given)
+  FAKE_STALL_QUERY=QID          scoring the chunk that holds query QID finishes nothing until the engine is stopped
+                                (as vLLM's step waits for a prompt its scheduler never schedules)
   FAKE_SCORER_START_FAILS=TEXT  the scorer's start raises RuntimeError(TEXT) (an engine that cannot start)
   FAKE_EXIT_QUERY=QID           scoring the chunk that holds query QID kills the scoring process (SIGKILL: a
                                 preempted or OOM-killed worker) ...
@@ -37,6 +39,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,8 @@ class FakeScorer(ChunkAtATimeScorer):
         self.fail_query = faults.get("FAKE_FAIL_QUERY")
         self.fail_times = int(faults.get("FAKE_FAIL_TIMES", "1000000"))
         self.fail_detail = faults.get("FAKE_FAIL_DETAIL", "")
+        self.stall_query = faults.get("FAKE_STALL_QUERY")
+        self.stopped = threading.Event()
         self.exit_query = faults.get("FAKE_EXIT_QUERY")
         self.exit_times = int(faults.get("FAKE_EXIT_TIMES", "1000000"))
         self.exit_count_file = faults.get("FAKE_EXIT_COUNT_FILE", os.devnull)
@@ -81,13 +86,17 @@ class FakeScorer(ChunkAtATimeScorer):
         too_long = [i for i, query in enumerate(queries) if len(query) > MAX_QUERY_CHARS]
         tokens = sum(len(q) + len(d) for q, d in zip(queries, documents, strict=True))
         payload = (queries, documents, [str(q) for q in pairs["query_id"].unique().to_list()])
-        return PreparedChunk(len(queries), tokens, 0, payload, too_long_rows=too_long)
+        longest = max((len(q) + len(d) for q, d in zip(queries, documents, strict=True)), default=0)
+        return PreparedChunk(len(queries), tokens, 0, payload, too_long_rows=too_long, longest_prompt=longest)
 
     def score(self, prepared: PreparedChunk) -> np.ndarray:
         queries, documents, query_ids = prepared.payload
         time.sleep(self.sleep)
         if self.exit_query in query_ids:
             _exit_unless_done(self.exit_query, self.exit_times, Path(self.exit_count_file))
+        if self.stall_query in query_ids:
+            self.stopped.wait()
+            raise RuntimeError("the engine was stopped")
         if self.fail_query in query_ids:
             failed = FakeScorer.calls_failed.get(self.fail_query, 0)
             if failed < self.fail_times:
@@ -98,11 +107,18 @@ class FakeScorer(ChunkAtATimeScorer):
     def describe(self) -> dict[str, Any]:
         return {"kind": "fake", "template": "fake"}
 
+    def engine_settings(self) -> dict[str, Any]:
+        return {"max_model_len": "fake"}
+
+    def abandon(self) -> None:
+        super().abandon()
+        self.stopped.set()
+
 
 def scorer_faults() -> dict[str, str]:
     """The scorer's fault settings in this process's environment."""
     return {name: value for name, value in os.environ.items() if name.startswith(("FAKE_SCORER_", "FAKE_FAIL_",
-                                                                                  "FAKE_EXIT_"))}
+                                                                                  "FAKE_EXIT_", "FAKE_STALL_"))}
 
 
 def _exit_unless_done(query_id: str, times: int, counter: Path) -> None:

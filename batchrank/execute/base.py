@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from batchrank.errors import BatchrankError, RunFailure
+from batchrank.errors import BatchrankError, EngineStalled, RunFailure
 from batchrank.io.parts import PartWritten
 from batchrank.pipeline.context import JobContext
 from batchrank.plan import Chunk
@@ -214,8 +214,8 @@ class Dispatch(ABC):
             part = self.result(handle)
         except WorkerLost as error:
             self.lose_worker(worker, short_error(error, with_type=False), holding=(chunk,))
-        except BatchrankError:
-            raise  # bad input is the user's to fix; retrying cannot help
+        except (BatchrankError, EngineStalled):
+            raise  # bad input is the user's to fix, and a stalled engine would stall again: no retry
         except Exception as error:  # noqa: BLE001 - any engine error is retried, then reported with the chunk
             self._requeue(chunk, error)
         else:
