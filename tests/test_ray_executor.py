@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -227,15 +228,16 @@ def test_ray_job_submit_keeps_its_runtime_env_leaks_no_secret_and_ray_job_stop_i
            "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": TEST_PATH, "AWS_ACCESS_KEY_ID": "AKIA" + CANARY[7:23],
            "AWS_SECRET_ACCESS_KEY": CANARY}
     # a library error that quotes the credentials it was given
-    failing = submit(cluster, job, {**own, "FAKE_FAIL_QUERY": "q010", "FAKE_FAIL_DETAIL": f" (secret {CANARY})"})
+    # (q040 is in chunk 13, handed out only once 10 chunks are done: 2 workers hold 2 chunks each)
+    failing = submit(cluster, job, {**own, "FAKE_FAIL_QUERY": "q040", "FAKE_FAIL_DETAIL": f" (secret {CANARY})"})
     assert failing.returncode != 0, failing.stdout
     assert "Failed to merge" not in failing.stdout + failing.stderr
-    assert "injected engine failure for query q010 (secret ***)" in failing.stdout, failing.stdout[-3000:]
+    assert "injected engine failure for query q040 (secret ***)" in failing.stdout, failing.stdout[-3000:]
     code, state, status_text = status(tmp_path / "out")
     assert code == 4 and "(secret ***)" in state["last_error"]["message"]
-    assert state["chunks_done"] >= 1, "what was scored before the failure is kept"
+    assert state["chunks_done"] >= 10, "what was scored before the failure is kept"
     engine_log = (tmp_path / "out" / "logs" / "engine.log").read_text()
-    assert "worker-0" in engine_log and "vllm.fake_engine INFO fake engine started" in engine_log
+    assert re.search(r" worker-\d \d+ vllm.fake_engine INFO fake engine started", engine_log), engine_log
     assert "fake engine started" not in failing.stdout, "engine lines stay off the console"
     # `ray job stop`: SIGTERM to the driver, then SIGKILL 3 s later
     stopped_job, stopped_out = ray_job(tmp_path, source, name="stopped"), tmp_path / "stopped-out"

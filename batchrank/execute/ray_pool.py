@@ -126,10 +126,18 @@ class WorkerPool:
     def stop(self, deadline_s: float) -> list[dict[str, Any]]:
         """Stop every engine (waiting up to `deadline_s`), forward the last log lines, kill every actor; the
         descriptions of the engines that answered."""
+        # A heartbeat still on its way holds lines the actor has handed over already: they are read first.
+        news = [slot.heartbeat for slot in self.working if slot.heartbeat is not None]
         replies = {slot.actor.finish.remote(): slot for slot in self.working}
-        ready, _ = self.ray.wait(list(replies), num_returns=len(replies), timeout=deadline_s) if replies else ([], [])
+        every = news + list(replies)
+        ready, _ = self.ray.wait(every, num_returns=len(every), timeout=deadline_s) if every else ([], [])
+        for reference in [ref for ref in news if ref in ready]:
+            try:
+                forward_worker_lines(self.ray.get(reference))
+            except Exception as error:  # noqa: BLE001 - lost with its actor
+                log.debug("a last heartbeat: %s", error)
         descriptions = []
-        for reference in ready:
+        for reference in [ref for ref in replies if ref in ready]:
             try:
                 reply = self.ray.get(reference)
             except Exception as error:  # noqa: BLE001 - a worker lost at the very end: its parts are written
@@ -137,9 +145,9 @@ class WorkerPool:
                 continue
             forward_worker_lines(reply["log"])
             descriptions.append(reply["description"])
-        if len(ready) < len(replies):
-            log.warning("%d worker(s) did not stop their engines within %g s; killed", len(replies) - len(ready),
-                        deadline_s)
+        unanswered = len([ref for ref in replies if ref not in ready])
+        if unanswered:
+            log.warning("%d worker(s) did not stop their engines within %g s; killed", unanswered, deadline_s)
         for slot in self.starting + self.working:
             self._kill(slot)
         return descriptions
