@@ -73,6 +73,14 @@ def run(job: Path, cluster: LocalRayCluster, *args: str, **env: str) -> subproce
                           timeout=300, env=cluster.environment(PYTHONPATH=TEST_PATH, **env))
 
 
+def wait_for_workers(process: subprocess.Popen, log: Path, count: int, timeout: float = 300) -> None:
+    """Until `count` workers have said they are ready (or the process ends, or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text().count(" ready: scoring on node ") < count and process.poll() is None and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def status(out: Path) -> tuple[int, dict, str]:
     done = subprocess.run([BATCHRANK, "status", str(out), "--json"], capture_output=True, text=True, timeout=60)
     return done.returncode, json.loads(done.stdout), done.stdout
@@ -171,7 +179,8 @@ def test_a_worker_that_stops_answering_is_replaced_after_stall_timeout(cluster, 
     source, local = pairs_and_local_output
     job = ray_job(tmp_path, source, num_workers=2, stall_timeout=4)
     started = time.time()
-    process = start(job, tmp_path / "run.log", cluster, FAKE_SCORER_SLEEP="0.3")
+    process = start(job, tmp_path / "run.log", cluster, FAKE_SCORER_SLEEP="0.5")
+    wait_for_workers(process, tmp_path / "run.log", 2)
     wait_for_parts(process, tmp_path / "out", 3)
     frozen = [p for p in cluster.processes("ScoringWorker") if p.create_time() >= started - 1][0]
     frozen.send_signal(signal.SIGSTOP)  # alive, holding its chunks, answering nothing
@@ -277,7 +286,8 @@ def test_a_job_spreads_over_three_nodes_and_a_node_lost_mid_run_loses_nothing(cl
     """Last in this module: it takes a node away from the shared cluster."""
     source, local = pairs_and_local_output
     job = ray_job(tmp_path, source, num_workers=3, max_attempts=1)
-    process = start(job, tmp_path / "run.log", cluster, FAKE_SCORER_SLEEP="0.3")
+    process = start(job, tmp_path / "run.log", cluster, FAKE_SCORER_SLEEP="1")  # work left once all 3 are up
+    wait_for_workers(process, tmp_path / "run.log", 3)
     wait_for_parts(process, tmp_path / "out", 4)
     cluster.remove_node(2)  # its raylet and its worker die, as when a machine is lost
     assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()
@@ -299,6 +309,7 @@ def test_a_ray_that_batchrank_starts_itself_survives_a_killed_actor(pairs_and_lo
         with open(tmp_path / "run.log", "w") as handle:
             process = subprocess.Popen(FAKE_BATCHRANK + ["run", str(job), "--preview", "0"], stdout=handle,
                                        stderr=subprocess.STDOUT, env=environment)
+        wait_for_workers(process, tmp_path / "run.log", 2)
         wait_for_parts(process, tmp_path / "out", 4)
         ours = [p for p in worker_processes() if p.environ().get("RAY_TMPDIR") == ray_tmp]
         assert len(ours) == 2, "two actors, each hosting an engine"
