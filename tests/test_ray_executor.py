@@ -250,7 +250,7 @@ def test_ray_job_submit_keeps_its_runtime_env_leaks_no_secret_and_ray_job_stop_i
     assert "fake engine started" not in failing.stdout, "engine lines stay off the console"
     # `ray job stop`: SIGTERM to the driver, then SIGKILL 3 s later
     stopped_job, stopped_out = ray_job(tmp_path, source, name="stopped"), tmp_path / "stopped-out"
-    submitted = submit(cluster, stopped_job, {**own, "FAKE_SCORER_SLEEP": "0.5"}, "--no-wait",
+    submitted = submit(cluster, stopped_job, {**own, "FAKE_SCORER_SLEEP": "1.5"}, "--no-wait",
                        "--submission-id", f"stopped-{os.getpid()}-{time.monotonic_ns()}")
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.split("Job '")[1].split("'")[0]
@@ -303,7 +303,7 @@ def test_a_ray_that_batchrank_starts_itself_survives_a_killed_actor(pairs_and_lo
     source, local = pairs_and_local_output
     job = ray_job(tmp_path, source, worker_resources={"num_cpus": 1, "num_gpus": 0}, chunks_in_flight_per_worker=3)
     ray_tmp = tempfile.mkdtemp(prefix="br-ray-", dir="/tmp")
-    environment = {**os.environ, "PYTHONPATH": TEST_PATH, "RAY_TMPDIR": ray_tmp, "FAKE_SCORER_SLEEP": "0.3"}
+    environment = {**os.environ, "PYTHONPATH": TEST_PATH, "RAY_TMPDIR": ray_tmp, "FAKE_SCORER_SLEEP": "0.5"}
     environment.pop("RAY_ADDRESS", None)
     try:
         with open(tmp_path / "run.log", "w") as handle:
