@@ -12,7 +12,6 @@ Nothing here waits for ever:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +20,18 @@ from typing import Any
 from batchrank.engine_log import forward_worker_lines
 from batchrank.errors import RunFailure
 from batchrank.execute.base import short_error
+from batchrank.execute.ray_resources import (
+    actor_is_placed,
+    cluster_facts,
+    describe_ask,
+    describe_cluster,
+    workers_fitting,
+)
 
 log = logging.getLogger("batchrank")
 
 HEARTBEAT_EVERY_S = 5.0  # at most; a third of stall_timeout when that is shorter
 NOT_PLACED_NOTICE_S = 30.0  # workers still not placed after this long are reported once (at most stall_timeout)
-RAY_RESOURCE = {"num_cpus": "CPU", "num_gpus": "GPU"}
 
 
 @dataclass(eq=False)
@@ -175,6 +180,8 @@ class WorkerPool:
             except RayActorError as error:
                 events.lost.append((slot, lost_reason(error)))
                 continue
+            except Exception as error:  # noqa: BLE001 - it answered: alive; its lines are lost, not its chunks
+                log.debug("%s: heartbeat: %s", slot, short_error(error))
             slot.next_heartbeat = time.monotonic() + self.heartbeat_every
 
     def _failed_to_start(self, slot: ActorSlot, error: BaseException) -> None:
@@ -253,46 +260,3 @@ def init_failure(error: BaseException) -> str:
     """The exception an actor's __init__ raised, from Ray's message (its traceback ends with that line)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return short_error(RuntimeError(lines[-1] if lines else type(error).__name__), with_type=False)
-
-
-def actor_is_placed(ray: Any, actor: Any) -> bool | None:
-    """Whether Ray gave the actor a process (None: unknown). Ray's GCS actor table; no public API says it."""
-    try:
-        return bool(ray._private.state.actors(actor._actor_id.hex()).get("Pid"))
-    except Exception:  # noqa: BLE001 - a private table: when it moves, the message says less
-        return None
-
-
-def cluster_facts(ray: Any) -> dict[str, Any]:
-    """The live nodes' resources and what is free now."""
-    try:
-        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-        free = ray.available_resources()
-    except Exception as error:  # noqa: BLE001 - the message says less
-        log.debug("cluster resources unknown: %s", error)
-        nodes, free = [], {}
-    return {"nodes": nodes, "free": free}
-
-
-def workers_fitting(node: dict[str, float], ask: dict[str, float]) -> int:
-    counts = [math.floor(node.get(RAY_RESOURCE[key], 0) / amount + 1e-9) for key, amount in ask.items()
-              if key in RAY_RESOURCE and amount > 0]
-    return min(counts) if counts else 1
-
-
-def describe_ask(ask: dict[str, float]) -> str:
-    return "{" + ", ".join(f"{key}: {value:g}" for key, value in ask.items()) + "}"
-
-
-def describe_cluster(cluster: dict[str, Any]) -> str:
-    nodes = cluster["nodes"]
-    if not nodes:
-        return "no live node that Ray reports"
-
-    def amounts(resources: dict[str, float]) -> str:
-        return f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
-
-    total = {key: sum(node.get(key, 0) for node in nodes) for key in ("CPU", "GPU")}
-    largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)))
-    return (f"{len(nodes)} node(s) with {amounts(total)} in all (the largest: {amounts(largest)}), "
-            f"{amounts(cluster['free'])} free now")
