@@ -11,9 +11,11 @@ written with the environment's credentials masked (redact.py).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,8 +44,8 @@ class _EngineLineFormatter(RedactingFormatter):
 
 class EngineLog:
     """Collect the engine's and other libraries' log lines in a local file while a job (or a Ray worker) runs;
-    `close` appends them to OUTPUT/logs/engine.log (uploads it, in an object store), so a job refused before it
-    writes anything leaves nothing behind.
+    `close` appends this job's lines to OUTPUT/logs/engine.log (uploads them, in an object store), so a job refused
+    before it writes anything leaves nothing behind.
 
     Args:
         echo: the engine's lines on stderr too (`batchrank -v`); None: when the `batchrank` logger is at DEBUG.
@@ -53,10 +55,8 @@ class EngineLog:
     def __init__(self, echo: bool | None = None, label: str | None = None):
         if echo is None:
             echo = logging.getLogger("batchrank").isEnabledFor(logging.DEBUG)
-        self._scratch = tempfile.TemporaryDirectory(prefix="batchrank-logs-")
-        self.local = Path(self._scratch.name) / "engine.log"
-        self.local.touch()
-        self._read_offset = 0
+        self.local = _process_log_file()
+        self._start = self._read_offset = self.local.stat().st_size
         line_format = _line_format(label)
         self._point_vllm_processes_here(line_format, echo)
         self._vllm_saved = _point_vllm_logger_here(self.local, line_format, echo)
@@ -75,7 +75,7 @@ class EngineLog:
                   "formatters": {"plain": {"()": "batchrank.redact.RedactingFormatter", "fmt": line_format}},
                   "handlers": handlers,
                   "loggers": {"vllm": {"handlers": list(handlers), "level": _vllm_level(), "propagate": False}}}
-        config_path = Path(self._scratch.name) / "vllm-logging.json"
+        config_path = self.local.with_name("vllm-logging.json")
         config_path.write_text(json.dumps(config))
         self._saved_environment = {name: os.environ.get(name) for name in _VLLM_ENVIRONMENT}
         os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
@@ -106,14 +106,14 @@ class EngineLog:
             else:
                 os.environ[name] = value
         try:
-            collected = self.local.read_bytes() if self.local.exists() else b""
+            with open(self.local, "rb") as handle:
+                handle.seek(self._start)
+                collected = handle.read()
             if destination is not None and collected:
                 earlier = destination.read_bytes() if destination.exists() else b""
                 destination.write_bytes(earlier + collected)
         except OSError:
             pass  # the log of a run on a full disk or an unreachable store stays unsaved; the run's result stands
-        finally:
-            self._scratch.cleanup()
 
 
 def forward_worker_lines(text: str) -> None:
@@ -121,6 +121,21 @@ def forward_worker_lines(text: str) -> None:
     text = text.rstrip("\n")
     if text:
         logging.getLogger(WORKER_LINES).info("%s", text)
+
+
+_PROCESS_LOG: Path | None = None
+
+
+def _process_log_file() -> Path:
+    """The local file this process's jobs collect their lines in, each from where it stood at the job's start: an
+    engine core kept for the next job (keep_engine) goes on writing where it was told at its start."""
+    global _PROCESS_LOG
+    if _PROCESS_LOG is None or not _PROCESS_LOG.exists():
+        directory = tempfile.mkdtemp(prefix="batchrank-logs-")
+        atexit.register(shutil.rmtree, directory, True)
+        _PROCESS_LOG = Path(directory) / "engine.log"
+        _PROCESS_LOG.touch()
+    return _PROCESS_LOG
 
 
 def _vllm_level() -> str:

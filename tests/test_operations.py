@@ -183,11 +183,13 @@ def test_stdout_holds_results_only_and_the_engine_log_keeps_the_rest(pairs: Path
 
 
 API_JOBS = """
-import json, sys
+import json, os, sys
+import psutil
 import batchrank
 from batchrank.scoring import engine
 
 job, root = sys.argv[1], sys.argv[2]
+environment = dict(os.environ)
 report = []
 for length in (200, 224, 256):  # three engines of different settings, one after another, in one process
     spec = batchrank.load_spec(job, [f"model.max_model_len={length}", f"output.path={root}/{length}"])
@@ -198,19 +200,30 @@ try:
     batchrank.run_job(batchrank.load_spec(job, ["model.path=/nope"]))
 except batchrank.SpecError as error:
     report.append({"error": str(error)})
-print(json.dumps(report))
+from batchrank.reaper import process_reaper
+changed = sorted(k for k in set(os.environ) | set(environment) if os.environ.get(k) != environment.get(k))
+# multiprocessing's resource tracker (started by the first spawn, ends with this process) is the standard library's
+left = [p.cmdline() for p in psutil.Process().children(recursive=True)
+        if p.pid != process_reaper().pid and p.status() != psutil.STATUS_ZOMBIE
+        and "resource_tracker" not in " ".join(p.cmdline())]
+report.append({"environment_changed": changed, "processes_left": left})
+print(json.dumps(report), flush=True)
+raise RuntimeError("the caller's own error")
 """
 
 
 def test_the_python_api_runs_jobs_back_to_back_and_releases_each_engine(pairs: Path, tiny_model: str,
                                                                         tmp_path: Path) -> None:
     """A pipeline task's process: several jobs through the API, each engine released when its job ends (before, the
-    third job of a process failed for the memory the first two still held), each job's vLLM lines in its own
+    third job of a process failed for the memory the first two still held), and the process left as it was: no
+    engine process, no environment variable set or changed, and its own errors printed without a "[rank0]:" prefix
+    (the engine core runs in a process of its own, on the CPU build too); each job's vLLM lines in its own
     OUTPUT/logs/engine.log and none on the caller's stdout (before: 72 lines a job)."""
     job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
     done = subprocess.run([sys.executable, "-c", API_JOBS, str(job), str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1 and "\nRuntimeError: the caller's own error\n" in done.stderr, done.stderr[-3000:]
+    assert "[rank0]" not in done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, f"vLLM's lines stay off the caller's stdout: {lines[:5]}"
     report = json.loads(lines[0])
@@ -220,6 +233,7 @@ def test_the_python_api_runs_jobs_back_to_back_and_releases_each_engine(pairs: P
         engine_log = (Path(entry["output"]) / "logs" / "engine.log").read_text()
         assert " vllm" in engine_log and "INFO" in engine_log, "each job's own engine.log, as from the CLI"
     assert report[3]["error"].startswith("model.path /nope: no such directory")
+    assert report[4] == {"environment_changed": [], "processes_left": []}
 
 
 def test_the_readme_example_runs_as_written(tmp_path: Path, fake_engine: None) -> None:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchrank.model_dir import ModelDirectory
-from batchrank.scoring.engine import engine_arguments
+from batchrank.scoring.engine_args import engine_arguments
 from conftest import make_pairs, run_cli, write_job, write_parquet
 from fake_scorer import MAX_QUERY_CHARS, fake_score
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchrank import scoring
 from batchrank.engine_log import EngineLog
+from batchrank.environment import scoped_environment
 from batchrank.errors import INTERRUPTED_EXIT_CODE, InputDataError
 from batchrank.execute import run_executor
 from batchrank.execute.placement import choose_executor
@@ -80,19 +81,22 @@ def run_job(spec: JobSpec, overwrite: bool = False, scorer_factory: ScorerFactor
     The engine's and other libraries' log lines (vLLM's, the Ray workers') go to OUTPUT/logs/engine.log, not to
     the caller's stdout; with the `batchrank` logger at DEBUG, to stderr as well.
     """
-    layout = OutputLayout(spec.output.path)
-    engine_log = EngineLog()
-    try:
-        factory = scorer_factory if scorer_factory is not None else scoring.default_scorer_factory(keep_engine)
-        checked = check_job(spec, factory)  # spec, input schema, model, qrels: before anything is written
-        lock = OutputLock(layout)
-        lock.acquire()
+    # The caller's environment is given back as it was (what vLLM and its engine core need is set and unset here).
+    with scoped_environment():
+        engine_log = EngineLog()
+        layout: OutputLayout | None = None
         try:
-            return _run_locked(checked, layout, factory, overwrite)
+            factory = scorer_factory if scorer_factory is not None else scoring.default_scorer_factory(keep_engine)
+            checked = check_job(spec, factory)  # spec, input schema, model, qrels: before anything is written
+            layout = OutputLayout(spec.output.path)
+            lock = OutputLock(layout)
+            lock.acquire()
+            try:
+                return _run_locked(checked, layout, factory, overwrite)
+            finally:
+                lock.release()
         finally:
-            lock.release()
-    finally:
-        engine_log.close(layout.engine_log if _has_plan(layout) else None)
+            engine_log.close(layout.engine_log if layout is not None and _has_plan(layout) else None)
 
 
 def _has_plan(layout: OutputLayout) -> bool:
