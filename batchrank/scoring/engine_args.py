@@ -69,7 +69,7 @@ def engine_arguments(spec: JobSpec, kind: ModelKind, model: ModelDirectory, engi
     # tokens that chunked prefill splits over two steps stops one token short and is never scheduled again, and
     # batchrank cuts long documents to exactly max_model_len (issue 20: a 32k-token job hung for ever on an H200).
     # Without chunking vLLM raises the step's token budget to max_model_len; a scoring job loses at most one prompt
-    # of each step's budget (docs/perf-notes.md, entry 31). The CPU build always runs this way.
+    # of each step's budget (docs/perf-notes.md, entries 33-34). The CPU build always runs this way.
     engine.setdefault("enable_chunked_prefill", False)
     if current_platform.is_cuda():
         # vLLM leaves async scheduling off for pooling models (vllm#39592: it costs time to first token, which a

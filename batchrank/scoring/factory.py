@@ -103,6 +103,8 @@ class VllmScorerFactory:
         arguments = engine_args.engine_arguments(spec, kind, directory, placement.engines_per_gpu)
         if form.sentence is not None:  # explicit, so that vLLM 0.26 and 0.32 pool alike (st_config.py)
             arguments["pooler_config"] = form.sentence.pooler_config()
+        elif form.score == "logit":  # the classifier's output before its sigmoid/softmax: it never saturates
+            arguments["pooler_config"] = {**(arguments.get("pooler_config") or {}), "use_activation": False}
         environment = engine_args.engine_environment(spec.model.batch_invariant)
         tokenizer = form.load_tokenizer(spec)
         requests = EngineRequests(arguments, "embed" if kind == "embedding" else "classify", self.keep_engine,
@@ -112,4 +114,4 @@ class VllmScorerFactory:
                      "batch_invariant": spec.model.batch_invariant}
         if form.sentence is not None:
             return EmbeddingScorer(encoder, form.sentence.similarity, requests, described)
-        return PairScorer(kind, encoder, requests, described)
+        return PairScorer(kind, encoder, requests, described, logit=form.score == "logit")
