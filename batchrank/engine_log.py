@@ -18,6 +18,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,10 @@ class EngineLog:
     """
 
     def __init__(self, echo: bool | None = None, label: str | None = None):
+        global _ACTIVE
         if echo is None:
             echo = logging.getLogger("batchrank").isEnabledFor(logging.DEBUG)
+        self.echo = echo
         self.local = _process_log_file()
         self._start = self._read_offset = self.local.stat().st_size
         line_format = _line_format(label)
@@ -64,6 +68,7 @@ class EngineLog:
         self.handler.setFormatter(_EngineLineFormatter(line_format))
         logging.getLogger().addHandler(self.handler)
         logging.captureWarnings(True)
+        _ACTIVE = self
 
     def _point_vllm_processes_here(self, line_format: str, echo: bool) -> None:
         """The config vLLM reads when a process imports it (this one, its engine core, a Ray worker's)."""
@@ -96,6 +101,9 @@ class EngineLog:
 
     def close(self, destination: StoragePath | None) -> None:
         """Stop collecting; append what was collected to `destination` (None: drop it)."""
+        global _ACTIVE
+        if _ACTIVE is self:
+            _ACTIVE = None
         logging.getLogger().removeHandler(self.handler)
         self.handler.close()
         logging.captureWarnings(False)
@@ -124,6 +132,34 @@ def forward_worker_lines(text: str) -> None:
 
 
 _PROCESS_LOG: Path | None = None
+_ACTIVE: EngineLog | None = None  # the job's EngineLog while one is open in this process
+
+
+@contextmanager
+def child_output_to_log() -> Iterator[None]:
+    """Processes started inside the block (vLLM's engine core) write their own stdout and stderr (a library's notes,
+    warnings, multiprocessing's resource tracker at their exit) into the job's log file, not onto the terminal: they
+    inherit this process's file descriptors 1 and 2 at their start, which point at the file meanwhile. Nothing
+    changes without an open EngineLog, or when it echoes (-v)."""
+    log = _ACTIVE
+    if log is None or log.echo:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    target = os.open(log.local, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in (*saved, target):
+            os.close(descriptor)
 
 
 def _process_log_file() -> Path:
