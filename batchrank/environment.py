@@ -1,4 +1,4 @@
-"""The process environment a job may change and must give back: a caller's process (a notebook, a scheduler's worker
+"""The process state a job may change and must give back: a caller's process (a notebook, a scheduler's worker
 running many jobs) is left as it was after each job.
 
 vLLM, torch and batchrank set environment variables for the engine core they start (vLLM's CPU platform about 25,
@@ -51,3 +51,17 @@ class ImportedEnvironment:
     def apply(self) -> None:
         for name, value in (self.variables or {}).items():
             os.environ.setdefault(name, value)
+
+
+def give_back_freed_memory() -> None:
+    """Return the heap a job freed to the operating system (glibc keeps freed pages of many small objects, a job's
+    tokenized texts and engine outputs among them, so a process running job after job grew ~25 MiB a job without
+    it; docs/benchmarks.md, "Many jobs in one process"). A no-op without glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10, help="jobs of each kind")
     parser.add_argument("--out-md", default=None)
+    parser.add_argument("--kinds", default="qwen3-yes-no,cross-encoder,embedding")
     args = parser.parse_args()
     import batchrank
     from batchrank.reaper import process_reaper
@@ -64,7 +65,7 @@ def main() -> None:
         source, kinds = pairs(root / "pairs.parquet"), models(root)
         environment = dict(os.environ)  # after the models were built here: what the jobs themselves leave
         last = before
-        for kind, model in kinds.items():
+        for kind, model in ((k, kinds[k]) for k in args.kinds.split(",")):
             for job in range(1, args.jobs + 1):
                 spec = batchrank.load_spec({"input": {"path": str(source)}, "output": {"path": str(root / f"{kind}-{job}")},
                                             "model": {"path": model, "dtype": "float32", "max_model_len": 256},
@@ -77,11 +78,12 @@ def main() -> None:
                 lines.append(f"| {kind} | {job} | {rss:,.0f} | {rss - last:+,.0f} | {len(left)} | {', '.join(changed) or 'none'} |")
                 print(lines[-1], flush=True)
                 last = rss
-    table = (f"RSS before the first job: {before:,.0f} MiB; {3 * args.jobs} jobs in {time.time() - started:.0f} s\n\n"
+    table = (f"RSS before the first job: {before:,.0f} MiB; {len(lines) - 2} jobs in {time.time() - started:.0f} s\n\n"
              + "\n".join(lines) + "\n")
     print(table)
     if args.out_md:
-        Path(args.out_md).write_text(f"```\npython scripts/many_jobs.py --jobs {args.jobs}\n```\n\n" + table)
+        command = " ".join(["python scripts/many_jobs.py", *sys.argv[1:]])
+        Path(args.out_md).write_text(f"```\n{command}\n```\n\n" + table)
 
 
 if __name__ == "__main__":

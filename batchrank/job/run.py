@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchrank import scoring
 from batchrank.engine_log import EngineLog
-from batchrank.environment import scoped_environment
+from batchrank.environment import give_back_freed_memory, scoped_environment
 from batchrank.errors import INTERRUPTED_EXIT_CODE, InputDataError
 from batchrank.execute import run_executor
 from batchrank.execute.placement import choose_executor
@@ -97,6 +97,7 @@ def run_job(spec: JobSpec, overwrite: bool = False, scorer_factory: ScorerFactor
                 lock.release()
         finally:
             engine_log.close(layout.engine_log if layout is not None and _has_plan(layout) else None)
+            give_back_freed_memory()
 
 
 def _has_plan(layout: OutputLayout) -> bool:
