@@ -45,7 +45,7 @@ from batchrank.bench.system_runner import run_systems
 from batchrank.bench.systems import SYSTEMS
 from batchrank.bench.throughput_data import dataset_name, parse_datasets, prepare_dataset
 from batchrank.bench.throughput_report import AGREEMENT_LIMIT, dataset_rows, labels, problems_of, render_markdown
-from batchrank.bench.vllm_reference import ReferenceError, load_reference, reference_rows
+from batchrank.bench.vllm_reference import UnusableReference, load_reference, reference_rows
 
 WARMUP_PAIRS = 256
 DEFAULT_VLLM_CALLS = "5000,20000,100000"
@@ -121,7 +121,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     if args.vllm_reference:
         try:
             args.reference = load_reference(args.vllm_reference)
-        except ReferenceError as error:
+        except UnusableReference as error:
             parser.error(str(error))
     return args
 
@@ -149,8 +149,8 @@ def write_config(args: argparse.Namespace, work: Path, model_dir: Path, data: di
 
 def anchors(args: argparse.Namespace, data: dict[str, dict[str, Any]], floor: dict[str, Any]
             ) -> dict[str, dict[str, dict[str, Any]]]:
-    """--vllm-reference's plain vLLM rows for each dataset this run does not score with plain vLLM; exits 2 when
-    the reference matches none of them, naming why."""
+    """--vllm-reference's plain vLLM rows for each dataset this run does not score with plain vLLM; UnusableReference
+    naming why when the reference matches none of them."""
     if args.reference is None or "vllm" in args.system_list:
         return {}
     settings = {"dtype": args.dtype, "max_model_len": args.max_model_len}
@@ -162,8 +162,8 @@ def anchors(args: argparse.Namespace, data: dict[str, dict[str, Any]], floor: di
         else:
             reasons.append(f"{name}: {reason}")
     if not found:
-        raise SystemExit(f"--vllm-reference {args.vllm_reference}: no dataset of it was made like this run's "
-                         f"({'; '.join(reasons)})")
+        raise UnusableReference(f"--vllm-reference {args.vllm_reference}: no dataset of it was made like this run's "
+                             f"({'; '.join(reasons)})")
     return found
 
 
@@ -209,7 +209,11 @@ def main(argv: list[str]) -> int:
     warmup = prepare_dataset(work, model_dir, docs, math.ceil(WARMUP_PAIRS / docs), args.seed + 1, args, WARMUP_PAIRS)
     config_path = write_config(args, work, model_dir, data, warmup)
     floor = compute_floor(model_dir, args.peak_tflops)
-    reference = anchors(args, data, floor)  # checked before any system runs
+    try:
+        reference = anchors(args, data, floor)  # checked before any system runs
+    except UnusableReference as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.prepare_only:
         print(f"prepared {model_dir} and the data in {work / 'data'}; --prepare-only: no system run")
         return 0

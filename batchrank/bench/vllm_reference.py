@@ -16,23 +16,23 @@ MATCHED_DATASET_FIELDS = ("docs_per_query", "seed", "doc_words")
 MATCHED_SETTINGS = ("dtype", "max_model_len")
 
 
-class ReferenceError(ValueError):
+class UnusableReference(ValueError):
     """A reference file that cannot serve: its path and what is wrong with it."""
 
 
 def load_reference(path: str | Path) -> dict[str, Any]:
-    """A finished throughput report (--out-json) with plain vLLM rows; ReferenceError naming the file otherwise."""
+    """A finished throughput report (--out-json) with plain vLLM rows; UnusableReference naming the file otherwise."""
     path = Path(path)
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ReferenceError(f"--vllm-reference {path}: cannot read it as JSON ({error})") from None
+        raise UnusableReference(f"--vllm-reference {path}: cannot read it as JSON ({error})") from None
     if not isinstance(report, dict) or "runs" not in report:
-        raise ReferenceError(f"--vllm-reference {path}: not a finished throughput report (no 'runs'; a report cut "
+        raise UnusableReference(f"--vllm-reference {path}: not a finished throughput report (no 'runs'; a report cut "
                              "short before its end has only 'partial' results)")
     if not any(is_plain(key) and not row.get("failed") and not key.startswith("reference:")
                for run in report["runs"].values() for key, row in run["systems"].items()):
-        raise ReferenceError(f"--vllm-reference {path}: it has no plain vLLM row (its systems: "
+        raise UnusableReference(f"--vllm-reference {path}: it has no plain vLLM row (its systems: "
                              f"{', '.join(report.get('systems_run', [])) or 'none'})")
     report["path"] = str(path)
     return report
