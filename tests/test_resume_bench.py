@@ -27,10 +27,11 @@ def test_make_a_finished_output_then_time_finding_what_is_done(tmp_path: Path) -
     done = subprocess.run([*TOOL, "time", str(out), "--requests", str(log)], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    steps = dict(line.split(": ", 1) for line in done.stdout.splitlines())
-    resumed = json.loads(steps["resume (ledger in 1 files)"])
+    steps = {name: json.loads("{" + numbers) for name, _, numbers in
+             (line.partition(": {") for line in done.stdout.splitlines())}  # NAME: {JSON}
+    resumed = steps["resume (ledger in 1 files)"]
     assert resumed["done"] == 30 and resumed["requests"] == 0 and resumed["process_s"] > 0
-    assert json.loads(steps["resume (no ledger: every footer)"])["done"] == 30
-    assert json.loads(steps["batchrank status (ledger in 1 files)"])["exit"] == 0
+    assert steps["resume (no ledger: every footer)"]["done"] == 30
+    assert steps["batchrank status (ledger in 1 files)"]["exit"] == 0
     done = subprocess.run([*TOOL, "time", str(out), "--skip-footers"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "every footer" not in done.stdout, done.stderr[-2000:]
