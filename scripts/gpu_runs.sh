@@ -59,6 +59,16 @@ bench() {  # bench ENTRY SHAPE [throughput arguments]; several in one entry shar
   return "$rc"
 }
 
+engines() {  # engines ENTRY SHAPE DATASET ANCHOR NAME RUN_JSON N: batchrank with RUN_JSON (as ENTRY-NAME), then with N
+             # engines on each GPU (Ray), both against ANCHOR's plain vLLM
+  local entry=$1 shape=$2 data=$3 anchor=$4 name=$5 run=$6 engines=$7 first second
+  bench "$entry-$name" "$shape" --datasets "$data" --systems batchrank $(anchor_of "$anchor") --run-json "$run"
+  first=$?
+  bench "$entry" "$shape" --datasets "$data" --systems batchrank $(anchor_of "$anchor") \
+    --run-json "{\"executor\": \"ray\", \"engines_per_gpu\": $engines}"; second=$?
+  return $(( first || second ))
+}
+
 anchor_of() {  # anchor_of ENTRY: --vllm-reference to that anchor's report, if this machine ran it
   [ -f "$ROOT/results/$1.json" ] && echo "--vllm-reference $ROOT/results/$1.json"
 }
@@ -122,22 +132,14 @@ run_entry() {
     #    engines on the GPU (Ray), async as well; 70,000 pairs (~73 s at 963 pairs/s, ~65 s with two engines if they
     #    gain 10%), against anchor-4b. ~400 s: defaults start 60 + 73 + 20; two engines: actors 90 + 65 + 15 + 20;
     #    + data 15 (+55 for a build)
-    epg2-4b) local one two
-        bench epg2-4b-one 4b --datasets "$(size 100:700 20:4)" --systems batchrank $(anchor_of anchor-4b); one=$?
-        bench epg2-4b 4b --datasets "$(size 100:700 20:4)" --systems batchrank $(anchor_of anchor-4b) \
-          --run-json '{"executor": "ray", "engines_per_gpu": 2}'; two=$?
-        return $(( one || two )) ;;
+    epg2-4b) engines epg2-4b 4b "$(size 100:700 20:4)" anchor-4b one '{}' 2 ;;
     # anchor-8b. 8B plain vLLM alone on 38,000 pairs: one call, calls of 5,000 and 20,000, ~79 s each at ~480
     #    pairs/s. ~480 s: build 100 + data 10 + start 110 cold + 3 x 79 + 20
     anchor-8b) bench anchor-8b 8b --datasets "$(size 100:380 20:4)" --systems vllm --vllm-calls "$CALLS" ;;
     # epg2-8b. 8B batchrank's defaults (one local engine) and two engines (Ray; 15 GiB of weights each fits the
     #    H200's 141 GiB), 38,000 pairs (~70 s at 539 pairs/s), against anchor-8b. ~470 s with a build: build 100 +
     #    data 10 + defaults 70 + 70 + 20 + two engines 100 + 65 + 15 + 20
-    epg2-8b) local one two
-        bench epg2-8b-one 8b --datasets "$(size 100:380 20:4)" --systems batchrank $(anchor_of anchor-8b); one=$?
-        bench epg2-8b 8b --datasets "$(size 100:380 20:4)" --systems batchrank $(anchor_of anchor-8b) \
-          --run-json '{"executor": "ray", "engines_per_gpu": 2}'; two=$?
-        return $(( one || two )) ;;
+    epg2-8b) engines epg2-8b 8b "$(size 100:380 20:4)" anchor-8b one '{}' 2 ;;
     # profile-8b. Where one engine step's time goes at 8B (batchrank's engine arguments): a clean run of 33,000 pairs
     #    (~65 s) for the step period and vLLM's MFU, then 5,000 pairs under vLLM's torch profiler (~10 s, more with
     #    the profiler's overhead). ~340 s with a build: build 100 + data 10 + start 110 + warm-up + 65 + 25 + trace 20
@@ -148,12 +150,7 @@ run_entry() {
     # epg3-06. 0.6B batchrank's defaults (Ray, two engines) and three engines, on 320,000 pairs (~78 s at 4,100
     #    pairs/s; ~64 s if three engines reach 5,000), against anchor-06 (its first 1,200 queries are these pairs'
     #    first). ~490 s: build 30 + data 65 + 2 x (actors 90 + ~70 + 15 + 20)
-    epg3-06) local two three
-        bench epg3-06-two 0.6b --datasets "$(size 100:3200 20:6)" --systems batchrank $(anchor_of anchor-06) \
-          --run-json "$RAY_DEFAULT"; two=$?
-        bench epg3-06 0.6b --datasets "$(size 100:3200 20:6)" --systems batchrank $(anchor_of anchor-06) \
-          --run-json '{"executor": "ray", "engines_per_gpu": 3}'; three=$?
-        return $(( two || three )) ;;
+    epg3-06) engines epg3-06 0.6b "$(size 100:3200 20:6)" anchor-06 two "$RAY_DEFAULT" 3 ;;
     # profile-06. The same at 0.6B: a clean run of 180,000 pairs (~60-70 s for one engine with batchrank's
     #    arguments), 5,000 profiled. ~330 s: build 30 + data 40 + start 90 + 70 + 10 + trace 20 + 20
     profile-06) profile profile-06 0.6b --datasets "$(size 100:1800 20:10)" ;;

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import shutil
 import sys
@@ -31,27 +30,20 @@ from typing import Any
 
 from batchrank.bench.environment import gpu_name, has_gpu, library_versions, setdefault_environment
 from batchrank.bench.formats import fmt_percent, fmt_rate
-from batchrank.bench.models import compute_floor, ensure_model
-from batchrank.bench.options import json_object
+from batchrank.bench.models import compute_floor
+from batchrank.bench.options import add_model_options, default_device_and_dtype, json_object
 from batchrank.bench.processes import run_measured
 from batchrank.bench.synthetic import MS_MARCO_WORDS
 from batchrank.bench.system_common import RESULT_MARK
-from batchrank.bench.throughput_data import parse_datasets, prepare_dataset
+from batchrank.bench.throughput_data import parse_datasets, prepare_all
 from batchrank.bench.trace_split import load_trace, split_steps, summarize, top_work
-
-WARMUP_PAIRS = 256
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """The options (argparse's exit 2 for a bad one)."""
     parser = argparse.ArgumentParser(prog="python -m batchrank.bench.profile_step", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model", help="a local model directory (a Qwen3-Reranker or a model of its format)")
-    model.add_argument("--shape", choices=["tiny", "0.6b", "4b", "8b"],
-                       help="build (or reuse) a random-weight Qwen3 reranker of this real shape in --work")
-    parser.add_argument("--device", default=None, help="where to build the random model (default: cuda if present)")
-    parser.add_argument("--work", default="bench-work", help="model, data, the trace and the engine's log")
+    add_model_options(parser, "model, data, the trace and the engine's log")
     parser.add_argument("--datasets", type=parse_datasets, default=parse_datasets("100:400"), metavar="DOCS:QUERIES",
                         help="the clean run's pairs (one dataset; default 100:400)")
     parser.add_argument("--profile-pairs", type=int, default=5000,
@@ -72,8 +64,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         parser.error("--datasets: profile one dataset at a time")
     if args.profile_pairs < 1:
         parser.error("--profile-pairs: at least 1")
-    args.device = args.device or ("cuda" if has_gpu() else "cpu")
-    args.dtype = args.dtype or ("float32" if args.shape == "tiny" and not has_gpu() else "bfloat16")
+    default_device_and_dtype(args, has_gpu())
     args.doc_words = MS_MARCO_WORDS  # what prepare_dataset reads
     return args
 
@@ -168,11 +159,8 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     args = parse_arguments(argv)
     setdefault_environment()
-    work = Path(args.work).resolve()
-    model_dir = Path(args.model).resolve() if args.model else ensure_model(work, args.shape, args.device)
-    (docs, queries), = args.datasets
-    data = prepare_dataset(work, model_dir, docs, queries, args.seed, args)
-    warmup = prepare_dataset(work, model_dir, docs, math.ceil(WARMUP_PAIRS / docs), args.seed + 1, args, WARMUP_PAIRS)
+    work, model_dir, by_name, warmup = prepare_all(args)
+    (data,) = by_name.values()
     result, reason, trace_dir = engine_run(args, work, model_dir, data, warmup)
     if result is None:
         print(f"FAILED: the engine's run: {reason}", file=sys.stderr)

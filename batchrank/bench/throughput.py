@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -38,16 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from batchrank.bench.environment import gpu_name, has_gpu, library_versions, setdefault_environment
-from batchrank.bench.models import compute_floor, ensure_model
-from batchrank.bench.options import json_object
+from batchrank.bench.models import compute_floor
+from batchrank.bench.options import add_model_options, default_device_and_dtype, json_object
 from batchrank.bench.synthetic import MS_MARCO_WORDS, parse_doc_words
 from batchrank.bench.system_runner import run_systems
 from batchrank.bench.systems import SYSTEMS
-from batchrank.bench.throughput_data import dataset_name, parse_datasets, prepare_dataset
+from batchrank.bench.throughput_data import WARMUP_PAIRS, dataset_name, parse_datasets, prepare_all
 from batchrank.bench.throughput_report import AGREEMENT_LIMIT, dataset_rows, labels, problems_of, render_markdown
 from batchrank.bench.vllm_reference import UnusableReference, load_reference, reference_rows
 
-WARMUP_PAIRS = 256
 DEFAULT_VLLM_CALLS = "5000,20000,100000"
 
 
@@ -63,12 +61,7 @@ def parse_call_sizes(text: str) -> list[int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m batchrank.bench.throughput", description=__doc__.splitlines()[0])
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model", help="a local model directory (a Qwen3-Reranker or a model of its format)")
-    model.add_argument("--shape", choices=["tiny", "0.6b", "4b", "8b"],
-                       help="build (or reuse) a random-weight Qwen3 reranker of this real shape in --work")
-    parser.add_argument("--device", default=None, help="where to build the random model (default: cuda if present)")
-    parser.add_argument("--work", default="bench-work", help="model, data, per-system logs and scores")
+    add_model_options(parser, "model, data, per-system logs and scores")
     parser.add_argument("--datasets", type=parse_datasets, default=parse_datasets("100:200"),
                         help="DOCS_PER_QUERY:QUERIES,... (default 100:200); each system scores each one")
     parser.add_argument("--doc-words", type=parse_doc_words, default=MS_MARCO_WORDS, metavar="MEDIAN:MAX",
@@ -109,8 +102,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """The options, checked (a bad one exits 2 with argparse's message naming it)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    args.device = args.device or ("cuda" if has_gpu() else "cpu")
-    args.dtype = args.dtype or ("float32" if args.shape == "tiny" and not has_gpu() else "bfloat16")
+    default_device_and_dtype(args, has_gpu())
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(args.system_list) - set(SYSTEMS))
     if unknown or not args.system_list:
@@ -199,14 +191,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     args = parse_arguments(argv)
     setdefault_environment()
-    work = Path(args.work).resolve()
-    model_dir = Path(args.model).resolve() if args.model else ensure_model(work, args.shape, args.device)
-    data = {dataset_name(d, q): prepare_dataset(work, model_dir, d, q, args.seed, args) for d, q in args.datasets}
-    for name, d in data.items():
-        print(f"data {name}: {d['pairs']:,} pairs, {d['mean_prompt_tokens']:.1f} prompt tokens a pair (max "
-              f"{d['max_prompt_tokens']}), {d['shortened_documents']} passages shortened; {d['path']}", flush=True)
-    docs = args.datasets[0][0]
-    warmup = prepare_dataset(work, model_dir, docs, math.ceil(WARMUP_PAIRS / docs), args.seed + 1, args, WARMUP_PAIRS)
+    work, model_dir, data, warmup = prepare_all(args)
     config_path = write_config(args, work, model_dir, data, warmup)
     floor = compute_floor(model_dir, args.peak_tflops)
     try:

@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batchrank.bench.models import ensure_model
 from batchrank.bench.synthetic import fit_documents, synthetic_pairs, write_pairs
 from batchrank.bench.tokens import token_counter
+
+WARMUP_PAIRS = 256  # other pairs (the next seed) every engine scores before the clock starts
 
 
 def parse_datasets(text: str) -> list[tuple[int, int]]:
@@ -51,3 +54,17 @@ def prepare_dataset(work: Path, model_dir: Path, docs: int, queries: int, seed: 
              "path": str(path)}
     stats_path.write_text(json.dumps(stats, indent=1))
     return stats
+
+
+def prepare_all(args: argparse.Namespace) -> tuple[Path, Path, dict[str, dict[str, Any]], dict[str, Any]]:
+    """The work directory, the model (--model, or --shape built in --work), each --datasets dataset by name (with
+    --seed, --doc-words, --max-model-len) and the warm-up pairs; each dataset's line printed."""
+    work = Path(args.work).resolve()
+    model_dir = Path(args.model).resolve() if args.model else ensure_model(work, args.shape, args.device)
+    data = {dataset_name(d, q): prepare_dataset(work, model_dir, d, q, args.seed, args) for d, q in args.datasets}
+    for name, d in data.items():
+        print(f"data {name}: {d['pairs']:,} pairs, {d['mean_prompt_tokens']:.1f} prompt tokens a pair (max "
+              f"{d['max_prompt_tokens']}), {d['shortened_documents']} passages shortened; {d['path']}", flush=True)
+    docs = args.datasets[0][0]
+    warmup = prepare_dataset(work, model_dir, docs, -(-WARMUP_PAIRS // docs), args.seed + 1, args, WARMUP_PAIRS)
+    return work, model_dir, data, warmup
