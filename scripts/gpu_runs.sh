@@ -75,6 +75,7 @@ anchor_of() {  # anchor_of ENTRY: --vllm-reference to that anchor's report, if t
 
 profile() {  # profile ENTRY SHAPE [profile_step arguments]
   local entry=$1 shape=${SHAPE_OVERRIDE:-$2} left=$(( BUDGET - (SECONDS - ENTRY_STARTED) )); shift 2
+  [ "$left" -gt 120 ] || { echo "FAILED: $entry: no time left in the entry's budget"; return 1; }
   "$PY" -m batchrank.bench.profile_step --shape "$shape" --device "$DEVICE" --dtype "$DTYPE" --work "$ROOT/$shape" \
     --title "$entry" --timeout $(( left - 60 )) --profile-pairs "$PROFILE_PAIRS" --out-md "$OUT/$entry.md" \
     --out-json "$OUT/$entry.json" "$@"

@@ -127,13 +127,13 @@ def test_the_options_reach_what_each_system_runs(full_run) -> None:
     assert (work / "model-tiny" / "config.json").is_file()  # --shape tiny --device cpu built it in --work
 
 
-def test_a_failing_system_is_reported_and_the_others_are_anchored_by_a_reference(full_run, tiny_model: str,
-                                                                                tmp_path: Path) -> None:
+def test_a_failing_system_is_reported_and_the_others_are_anchored_by_a_reference(full_run, tmp_path: Path) -> None:
     reference = full_run[0] / "b.json"
-    base = [*TOOL, "--model", tiny_model, "--datasets", "8:4", *COMMON, "--work", str(tmp_path),
+    base = [*TOOL, "--model", str(full_run[0] / "model-tiny"), "--datasets", "8:4", *COMMON, "--work", str(tmp_path),
             "--out-md", str(tmp_path / "b.md")]
     # batchrank refuses an engine key before starting anything: its process fails, plain transformers still runs,
-    # and its ratio is against the reference's plain vLLM on the same pairs (same seed, words, shape, dtype).
+    # and its ratio is against the reference's plain vLLM on the same pairs (same seed, words, shape, dtype); its
+    # scores are compared with the reference's, which scored the same model directory.
     done = subprocess.run([*base, "--systems", "fp8,hf", "--fp8-engine-json", '{"no_such_engine_key": 1}',
                            "--vllm-reference", str(reference), "--out-json", str(tmp_path / "b.json")],
                           capture_output=True, text=True, timeout=600)
@@ -147,6 +147,7 @@ def test_a_failing_system_is_reported_and_the_others_are_anchored_by_a_reference
     assert run["systems"]["hf"]["ratio_vs_vllm"] == pytest.approx(run["systems"]["hf"]["pairs_per_second"]
                                                                   / anchored["plain_vllm_best_rate"])
     assert {"reference:vllm", "reference:vllm@8"} <= set(run["systems"])
+    assert run["comparisons"]["hf vs vllm"]["pairs_compared"] == 32
     markdown = (tmp_path / "b.md").read_text()
     assert "| 8x4 | batchrank FP8 | FAILED: exit code 1 |" in markdown
     assert "| 8x4 | plain vLLM (one llm.classify) from tiny-cpu (32 pairs, " in markdown

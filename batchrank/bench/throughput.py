@@ -139,7 +139,7 @@ def write_config(args: argparse.Namespace, work: Path, model_dir: Path, data: di
 # The report
 
 
-def anchors(args: argparse.Namespace, data: dict[str, dict[str, Any]], floor: dict[str, Any]
+def anchors(args: argparse.Namespace, data: dict[str, dict[str, Any]], floor: dict[str, Any], model_dir: Path
             ) -> dict[str, dict[str, dict[str, Any]]]:
     """--vllm-reference's plain vLLM rows for each dataset this run does not score with plain vLLM; UnusableReference
     naming why when the reference matches none of them."""
@@ -148,7 +148,7 @@ def anchors(args: argparse.Namespace, data: dict[str, dict[str, Any]], floor: di
     settings = {"dtype": args.dtype, "max_model_len": args.max_model_len}
     found, reasons = {}, []
     for name, stats in data.items():
-        rows, reason = reference_rows(args.reference, stats, settings, floor)
+        rows, reason = reference_rows(args.reference, stats, settings, floor, str(model_dir))
         if rows:
             found[name] = rows
         else:
@@ -195,7 +195,7 @@ def main(argv: list[str]) -> int:
     config_path = write_config(args, work, model_dir, data, warmup)
     floor = compute_floor(model_dir, args.peak_tflops)
     try:
-        reference = anchors(args, data, floor)  # checked before any system runs
+        reference = anchors(args, data, floor, model_dir)  # checked before any system runs
     except UnusableReference as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

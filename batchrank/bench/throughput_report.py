@@ -86,10 +86,14 @@ def dataset_rows(name: str, stats: dict[str, Any], floor: dict[str, Any], result
 
 
 def compare(ok: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Score agreement of batchrank and transformers with plain vLLM's one call, and FP8's drift from batchrank."""
+    """Score agreement of batchrank and transformers with plain vLLM's one call (this run's, else the reference's
+    when it scored the same model: over the pairs both scored), and FP8's drift from batchrank."""
     import polars as pl
 
     found = {}
+    ok = dict(ok)
+    if PLAIN not in ok and "scores_path" in ok.get(f"reference:{PLAIN}", {}):
+        ok[PLAIN] = ok[f"reference:{PLAIN}"]
     for a, b in COMPARISONS:
         if a in ok and b in ok:
             left, right = pl.read_parquet(ok[a]["scores_path"]), pl.read_parquet(ok[b]["scores_path"])

@@ -55,9 +55,11 @@ def _mismatch(reference: dict[str, Any], name: str, stats: dict[str, Any], setti
 
 
 def reference_rows(reference: dict[str, Any], stats: dict[str, Any], settings: dict[str, Any],
-                   floor: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+                   floor: dict[str, Any], model_dir: str) -> tuple[dict[str, dict[str, Any]], str]:
     """Plain vLLM's rows (one call and each call size) of the reference dataset made like `stats`: the one of the
-    same name, else the largest; and why none matched when the rows are empty."""
+    same name, else the largest; and why none matched when the rows are empty. A row keeps its scores file (for
+    the score agreement over the pairs both scored) only when it scored this very model directory and the file is
+    still there."""
     names = sorted(reference["runs"], key=lambda n: (n != stats["name"], -reference["datasets"][n]["pairs"]))
     reasons = []
     for name in names:
@@ -69,6 +71,9 @@ def reference_rows(reference: dict[str, Any], stats: dict[str, Any], settings: d
                   f"pairs, {reference['gpu']}, {reference['date']})")
         rows = {key: {**row, "from": source} for key, row in reference["runs"][name]["systems"].items()
                 if is_plain(key) and not key.startswith("reference:") and not row.get("failed")}
+        for row in rows.values():
+            if reference.get("model") != model_dir or not Path(row.get("scores_path", "")).is_file():
+                row.pop("scores_path", None)
         if rows:
             return rows, ""
         reasons.append(f"dataset {name} has no plain vLLM row")
