@@ -26,7 +26,7 @@ def test_two_actors_and_a_rerun_with_one_killed(tiny_model: str, tmp_path: Path)
         "--kill-in", "two:3", "--check", "two-killed:two", "--run-timeout", "600", "--title", "kill-smoke",
         "--out-md", str(tmp_path / "compare.md"), "--out-json", str(tmp_path / "compare.json"),
     ]
-    # Each run's Ray cluster goes with its process group (benchlib.run_measured): no `ray stop`, which would also stop
+    # Each run's Ray cluster goes with its process group (batchrank.bench.processes.run_measured): no `ray stop`, which would also stop
     # every other Ray cluster on this machine.
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
