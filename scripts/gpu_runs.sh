@@ -15,6 +15,7 @@
 # 60 s or more on the H200; same-shape entries back to back reuse the model and vLLM's compile cache):
 #   1. anchor-4b   2. epg2-4b    3. anchor-8b   4. epg2-8b   5. profile-8b   6. anchor-06   7. epg3-06
 #   8. profile-06  9. anchor-06k 10. c1000-06   11. overhead  12. invariant-cost
+# (Issue 20's entries, gpu-suite-long, gpu-suite-rest, memory-8b, probe and fix-cost, come first in ENTRIES.)
 # The anchors (plain vLLM alone, one call and calls of 5,000/20,000/100,000 prompts) leave their report in
 # $ROOT/results/; a later batchrank entry on the same machine takes it as --vllm-reference, so its ratios are
 # against plain vLLM's best call size on the same kind of pairs. On a fresh machine (the anchor not there) the ratio
@@ -40,6 +41,7 @@ export PYTHONPATH=/tmp/site:.
 
 dry_settings() {  # the same commands on this CPU: tiny model, float32, a few pairs; what the CPU build can't run
   DRY=1; SHAPE_OVERRIDE=tiny; DEVICE=cpu; DTYPE=float32; ROOT=${ROOT_DRY:-/tmp/br-dry}; BUDGET=${BUDGET_DRY:-1500}
+  export BATCHRANK_GPU_SUITE=cpu                   # tests/gpu/ on the CPU build
   export PYTHONPATH=.
   FP8=(--fp8-engine-json '{}' --fp8-dtype float32)  # the CPU build has no FP8 kernels: a bf16-free stand-in
   INVARIANT=false                                  # batch-invariant kernels are CUDA-only (batchrank refuses them)
@@ -249,6 +251,38 @@ run_entry() {
         --config on-2000=run.executor=local,model.batch_invariant=$INVARIANT,model.engine.enable_prefix_caching=false \
         --config on-500=run.executor=local,model.batch_invariant=$INVARIANT,model.engine.enable_prefix_caching=false\
 ,run.chunk_size=500 ;;
+    # Issue 20. probe: does plain vLLM (llm.classify on token ids, no batchrank) finish pooling prompts that fill
+    #    max_model_len 32,768? Eight cases at once on the GPU, each its own engine (scripts/long_prompt_probe.py).
+    #    ~330 s: build 30 + the compiled cases' engine start ~150 (the eager ones ~30) + 45 s hang timeout
+    probe) "$PY" -m batchrank.models.random_qwen3 "$ROOT/probe-model" --shape "${SHAPE_OVERRIDE:-0.6b}" \
+             --device "$DEVICE" > /dev/null &&
+           "$PY" scripts/long_prompt_probe.py --model "$ROOT/probe-model" --max-model-len "$(size 32768 1024)" \
+             --dtype "$DTYPE" --kv-gib "$(size 12 0.3)" --timeout "$(size 45 120)" --deadline $(( BUDGET - 60 )) \
+             --work "$ROOT/probe" --out-md "$OUT/probe.md" --out-json "$OUT/probe.json" ;;
+    # fix-cost: what chunked prefill off (batchrank's setting since issue 20) costs at MS MARCO shapes: 4B, one local
+    #    engine, 50,000 pairs (100 candidates), batchrank's defaults against the same with chunked prefill on (the
+    #    setting before), in one call. ~430 s: build 55 + 2 x (start 60-95, scoring ~52, 20)
+    fix-cost) bench fix-cost 4b --datasets "$(size 100:500 20:4)" --systems batchrank --run-json '{"engines_per_gpu": 1}'
+              defaults=$?
+              bench fix-cost-chunked 4b --datasets "$(size 100:500 20:4)" --systems batchrank \
+                --run-json '{"engines_per_gpu": 1}' --engine-json '{"enable_chunked_prefill": true}'
+              return $(( defaults || $? )) ;;
+    # The GPU suite (tests/gpu/, issue 20) in two calls: the 0.6B long-document run (~200 s: build 30, two engine
+    #    starts at max_model_len 32,768, ~20 s of scoring), then the rest (~330 s: kinds in float32 and bf16, a
+    #    SIGKILLed run, Ray with two engines on the GPU, rejects/status/exit codes). $OUT/gpu-suite.md has each
+    #    test's outcome and time; $OUT/memory.md the long run's memory and pairs/s.
+    gpu-suite-long) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu/test_long_documents.py -q -p no:cacheprovider \
+                      -o addopts="" --timeout $(( BUDGET - 20 )) ;;
+    gpu-suite-rest) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu -q -p no:cacheprovider -o addopts="" \
+                      --deselect tests/gpu/test_long_documents.py --timeout 300 ;;
+    # memory-8b: the long-document memory run (documents 1.25-3x max_model_len 32,768) on the 8B shape; the MS
+    #    MARCO-length half is the throughput tables' (~300 s: build 100, engine start ~110 cold, scoring ~40)
+    memory-8b) "$PY" -m batchrank.models.random_qwen3 "$ROOT/8b/model-8b" --shape "${SHAPE_OVERRIDE:-8b}" \
+                 --device "$DEVICE" > /dev/null &&
+               "$PY" -m batchrank.bench.memory_run --model "$ROOT/8b/model-8b" --dtype "$DTYPE" --runs long \
+                 --max-model-len "$(size 32768 1024)" --queries 2 --docs-per-query "$(size 10 2)" \
+                 --run-json '{"executor": "local", "stall_timeout": 300}' --work "$ROOT/memory-8b" \
+                 --run-timeout $(( BUDGET - 140 )) --out-md "$OUT/memory-8b.md" --out-json "$OUT/memory-8b.json" ;;
     *) echo "unknown entry: $1"; return 2 ;;
   esac
 }
@@ -293,7 +327,8 @@ free_disk_for() {  # delete the entry's model if the disk is getting tight
 }
 
 shape_of() {
-  case $1 in *06|*06k|memory|invariant*|overhead) echo 0.6b ;; *4b|s4) echo 4b ;; *) echo 8b ;; esac
+  case $1 in *06|*06k|memory|invariant*|overhead|probe|gpu-suite-*) echo 0.6b ;; *4b|s4|fix-cost) echo 4b ;;
+    *) echo 8b ;; esac
 }
 
 one() {
@@ -308,8 +343,9 @@ one() {
   return "$rc"
 }
 
-ENTRIES=(anchor-4b epg2-4b anchor-8b epg2-8b profile-8b anchor-06 epg3-06 profile-06 anchor-06k c1000-06 overhead
-         invariant-cost s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b fp8-8b memory invariant invariant-nocache)
+ENTRIES=(gpu-suite-long gpu-suite-rest memory-8b probe fix-cost anchor-4b epg2-4b anchor-8b epg2-8b profile-8b anchor-06
+         epg3-06 profile-06 anchor-06k c1000-06 overhead invariant-cost s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b fp8-8b memory
+         invariant invariant-nocache)
 nvidia-smi -L 2>/dev/null || echo "no GPU"
 if [ "${1:-}" = dry ]; then  # dry [ENTRY...]: every entry (or those named), one after another
   dry_settings; failed=0; started=$SECONDS; shift

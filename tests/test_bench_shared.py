@@ -114,6 +114,16 @@ def test_the_memory_runs_long_passages_come_from_doc_words_when_given() -> None:
     assert memory_run.long_doc_words(args) == ((3000, 5000), 8)  # no tokenizer read: sized in words as asked
 
 
+def test_the_memory_run_can_run_one_half_and_checks_only_that_half() -> None:
+    args = memory_run.parse_arguments(["--model", "/nonexistent/model", "--runs", "long"])
+    assert args.run_list == ["long"]
+    long_only = {"name": "longer than max_model_len", "returncode": 0, "pairs": 20, "truncated_pairs": 20}
+    assert memory_run.problems([long_only]) == []
+    with pytest.raises(SystemExit) as refused:
+        memory_run.parse_arguments(["--model", "/nonexistent/model", "--runs", "short,medium"])
+    assert refused.value.code == 2
+
+
 def test_the_memory_run_fails_unless_every_long_document_was_cut() -> None:
     def result(name: str, pairs: int, truncated: int) -> dict[str, object]:
         return {"name": name, "returncode": 0, "pairs": pairs, "truncated_pairs": truncated}

@@ -37,7 +37,7 @@ from typing import Any
 from batchrank.bench.anchor_prompt import card_prompt
 from batchrank.bench.environment import has_gpu, setdefault_environment
 from batchrank.bench.options import json_object
-from batchrank.scoring.engine import QWEN3_YES_NO_OVERRIDES
+from batchrank.scoring.engine_args import QWEN3_YES_NO_OVERRIDES
 
 
 class GpuBusySampler(threading.Thread):

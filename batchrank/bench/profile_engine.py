@@ -31,7 +31,7 @@ STEPS_METRIC = "vllm:iteration_tokens_total"  # a Histogram: one observation an 
 def engine_arguments(config: dict[str, Any]) -> dict[str, Any]:
     """The LLM arguments: batchrank's for this model (or plain vLLM's), the config's engine keys, the profiler's."""
     if config["plain"]:
-        from batchrank.scoring.engine import CPU_KV_CACHE_BYTES, QWEN3_YES_NO_OVERRIDES
+        from batchrank.scoring.engine_args import CPU_KV_CACHE_BYTES, QWEN3_YES_NO_OVERRIDES
 
         arguments: dict[str, Any] = {"model": config["model"], "runner": "pooling", "dtype": config["dtype"],
                                      "max_model_len": config["max_model_len"], "hf_overrides": QWEN3_YES_NO_OVERRIDES}
@@ -39,7 +39,7 @@ def engine_arguments(config: dict[str, Any]) -> dict[str, Any]:
             arguments["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     else:
         from batchrank.model_dir import ModelDirectory
-        from batchrank.scoring.engine import engine_arguments as batchrank_arguments
+        from batchrank.scoring.engine_args import engine_arguments as batchrank_arguments
         from batchrank.spec import parse_spec
 
         spec = parse_spec({"input": {"path": config["pairs"]}, "output": {"path": config["trace_dir"]},

@@ -26,6 +26,7 @@ from batchrank.io.reject_runs import ROW_CHECKS_RUN, RejectRuns
 from batchrank.io.rejects import DUPLICATE_REASON, TOO_LONG_REASON, summarize_counts
 from batchrank.io.row_checks import ROW_CHECKS, CheckTally, FirstRow, LengthHistogram, check_columns, reason_column
 from batchrank.io.second_pass import SecondPass, long_queries, second_pass
+from batchrank.io.trec_ids import UnsafeIdTally
 
 TooLongCheck = Callable[[list[str]], list[int]]  # positions of the query texts whose prompt leaves no room
 TOO_LONG_HINT = "; raise it, shorten the query, or set input.on_bad_rows: skip"
@@ -41,6 +42,7 @@ class InputReport:
     query_chars: dict[str, float]
     doc_chars: dict[str, float]
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what scores but may bite later (ids a TREC file cannot hold)
 
 
 @dataclass
@@ -78,16 +80,18 @@ class FirstPass:
     facts: pl.DataFrame  # query_id, rows, first, last, text: over rows passing the row checks, in first-row order
     queries: int  # distinct query_id values of every row
     repeated: np.ndarray  # pair hashes seen more than once
+    unsafe_ids: UnsafeIdTally  # ids a TREC run cannot hold, among the rows that pass the row checks
 
 
 def first_pass(files: InputFiles, scratch: Path, runs: RejectRuns, hash_bits: int) -> FirstPass:
-    tally, query_chars, doc_chars = CheckTally(), LengthHistogram(), LengthHistogram()
+    tally, query_chars, doc_chars, unsafe_ids = CheckTally(), LengthHistogram(), LengthHistogram(), UnsafeIdTally()
     facts = QueryFactsBuilder(files.schema[files.spec.column("query_id")])
     hashes = HashSpill(scratch / "hashes", sum(files.num_rows))
     columns = ["query_id", "doc_id", "query", *check_columns(), pair_hash(hash_bits).alias("_hash")]
     rows = 0
     for offset, batch in input_batches(files, columns):
         bad = tally.add(offset, batch)
+        unsafe_ids.add(offset, batch, ~bad)
         query_chars.add(batch["_query_chars"])
         doc_chars.add(batch["_doc_chars"])
         facts.add(offset, batch, bad)
@@ -100,7 +104,7 @@ def first_pass(files: InputFiles, scratch: Path, runs: RejectRuns, hash_bits: in
         rows = offset + batch.height
     runs.spill.finish(ROW_CHECKS_RUN)
     merged, queries = facts.finish()
-    return FirstPass(rows, tally, query_chars, doc_chars, merged, queries, hashes.repeated())
+    return FirstPass(rows, tally, query_chars, doc_chars, merged, queries, hashes.repeated(), unsafe_ids)
 
 
 def _problem(files: InputFiles, what: str, first: FirstRow) -> str:
@@ -132,7 +136,7 @@ def check_rows(files: InputFiles, on_bad_rows: str, scratch: Path, too_long: Too
     runs.close()
     report = InputReport(rows=first.rows, queries=first.queries, files=len(files.paths),
                          query_chars=first.query_chars.stats(), doc_chars=first.doc_chars.stats(),
-                         problems=_problems(files, first, second))
+                         problems=_problems(files, first, second), warnings=first.unsafe_ids.warnings(files.locate))
     if on_bad_rows != "skip" or not runs.total:
         queries = first.facts.select("query_id", pl.col("rows").cast(pl.Int64))
         return RowCheck(report, queries, contiguous(first.facts), None)

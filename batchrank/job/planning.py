@@ -57,6 +57,8 @@ def make_plan(checked: Checked, layout: OutputLayout, fingerprint: dict[str, Any
     too_long = None if factory is None else partial(factory.too_long_queries, spec, checked.model)
     with scratch_directory() as scratch:
         check = check_rows(files, spec.input.on_bad_rows, scratch, too_long)
+        for warning in check.report.warnings:  # before scoring, not when the export meets them
+            log.warning("%s", warning)
         if spec.input.on_bad_rows == "error":  # bad rows stop the job before the output is touched
             raise_on_problems(check.report)
         raise_if_nothing_left(check, spec.input.path)

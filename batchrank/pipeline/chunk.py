@@ -19,8 +19,10 @@ class ChunkPipeline:
         self.context = context
         self.reader = ChunkReader(context)
         self.preparer = ChunkPreparer(scorer, context.files, context.spec.input.on_bad_rows)
-        self.engine = EngineLoop(scorer, worker)
-        self.writer = ChunkWriter(context.layout, context.spec.output.keep_columns, worker)
+        self.engine = EngineLoop(scorer, worker, context.spec.run.stall_timeout)
+        # A checkpoint planned before parts carried input_row goes on without it: its parts stay alike.
+        row_id = bool(context.manifest.fingerprint.get("output.input_row"))
+        self.writer = ChunkWriter(context.layout, context.spec.output.keep_columns, worker, row_id)
 
     def process(self, chunk: Chunk, retry: bool = False) -> PartWritten:
         """Score one chunk and write its part. On a retry, a part already there (written by an attempt whose
@@ -30,7 +32,7 @@ class ChunkPipeline:
             if existing is not None:
                 return existing
         work = self.preparer.prepare(self.reader.read(chunk))
-        scores = self.engine.submit(work.prepared).result()
+        scores = self.engine.submit(work.prepared, f"chunk {chunk.chunk_id} ({chunk.rows})").result()
         return self.writer.write(work, scores)
 
     def close(self) -> None:
