@@ -125,7 +125,8 @@ def test_the_memory_run_can_run_one_half_and_checks_only_that_half() -> None:
 
 
 def test_the_memory_run_fails_unless_every_long_document_was_cut() -> None:
-    def result(name: str, pairs: int, truncated: int) -> dict[str, object]:
+    def result(run: str, pairs: int, truncated: int) -> dict[str, object]:
+        name = {"short": "MS MARCO-length", "long": "longer than max_model_len"}[run]
         return {"name": name, "returncode": 0, "pairs": pairs, "truncated_pairs": truncated}
 
     assert memory_run.problems([result("short", 20, 0), result("long", 20, 20)]) == []
