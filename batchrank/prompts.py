@@ -140,7 +140,7 @@ _PROBE_TEXTS = ["<|im_start|>user\n<Query>: what is  a b-tree?", " Ünïcödé �
 
 def fast_token_ids(tokenizer: Any) -> Callable[[list[str]], list[list[int]]] | None:
     """The `tokenizers` backend's encode_batch_fast (no character offsets; PromptEncoder.encode 17-23% faster than
-    through the tokenizer's own call with default parallelism: scripts/prepare_cost.py), on a copy with truncation
+    through the tokenizer's own call with default parallelism: python -m batchrank.bench.prepare_cost), on a copy with truncation
     and padding off, since a tokenizer.json may carry them (all-MiniLM-L6-v2's truncates at 128) and only batchrank
     may shorten a prompt. None when the tokenizer has no such backend or its ids differ from the tokenizer's own on
     the probe texts."""
@@ -180,7 +180,7 @@ class PromptEncoder:
 
     def __init__(self, tokenizer: Any, template: Template, instruction: str | None, max_model_len: int,
                  token_ids: Callable[[list[str]], list[list[int]]] | None = None):
-        """`token_ids`: how texts become ids (default token_id_function; scripts/prepare_cost.py times both)."""
+        """`token_ids`: how texts become ids (default token_id_function; batchrank.bench.prepare_cost times both)."""
         self.tokenizer = tokenizer
         self.template = template
         self.instruction = resolve_instruction(instruction)

@@ -1,7 +1,7 @@
 """The plan's memory follows the number of queries, not of pairs (issue 14): planning 4x the pairs with the same
 queries grows the peak resident set by a small margin only. Each plan runs in a subprocess of its own, whose peak is
 read from the kernel (wait4's ru_maxrss), on a scattered input with rejected rows, so every pass runs: row checks,
-duplicate confirmation, and the external sort into the staged copy. scripts/scale_bench.py measures the same up to
+duplicate confirmation, and the external sort into the staged copy. batchrank.bench.scale_bench measures the same up to
 1B pairs (docs/benchmarks.md)."""
 
 from __future__ import annotations

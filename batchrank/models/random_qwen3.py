@@ -52,7 +52,7 @@ def synthetic_words(n: int, seed: int = 0) -> list[str]:
 
 
 def training_words() -> list[str]:
-    """The distinct words the tokenizer is trained on: synthetic text made of them (scripts/benchlib.py) gets a
+    """The distinct words the tokenizer is trained on: synthetic text made of them (batchrank.bench.synthetic) gets a
     realistic number of tokens per word from it."""
     return synthetic_words(6000) + list(COMMON_WORDS)
 

@@ -1,6 +1,6 @@
 """Documents that fill the context are cut and scored on the GPU build (issue 20): vLLM 0.26 never finished a prompt
 of exactly max_model_len tokens split over two engine steps (vllm#55427); batchrank computes each prompt in one
-step. scripts/memory_run.py, as `gpu_runs.sh memory` runs it: the 0.6B shape at max_model_len 32,768, documents of
+step. batchrank.bench.memory_run, as `gpu_runs.sh memory` runs it: the 0.6B shape at max_model_len 32,768, documents of
 1.25-3x that, against MS MARCO-length ones; peak GPU and host memory and pairs/s go to $GPU_SUITE_OUT/memory.md."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_documents_filling_max_model_len_are_cut_and_scored(tmp_path: Path) -> N
     subprocess.run([sys.executable, "-m", "batchrank.models.random_qwen3", str(model), "--shape", shape,
                     "--device", "cpu" if ON_CPU else "cuda"], check=True, stdout=subprocess.DEVNULL)
     out = Path(os.environ.get("GPU_SUITE_OUT", tmp_path))
-    command = [sys.executable, str(REPO / "scripts" / "memory_run.py"), "--model", str(model), "--max-model-len",
+    command = [sys.executable, "-m", "batchrank.bench.memory_run", "--model", str(model), "--max-model-len",
                str(length), "--dtype", dtype, "--queries", "2", "--docs-per-query", "10", "--work", str(tmp_path / "w"),
                # a regression that stalls fails in 2 minutes, not at the suite's timeout
                "--run-json", json.dumps({"executor": "local", "stall_timeout": 120}),

@@ -2,7 +2,7 @@
 batch-invariant kernels, failures).
 
 usage (repo root):
-  python scripts/compare_runs.py --pairs PAIRS.parquet --model DIR --work DIR \\
+  python -m batchrank.bench.compare_runs --pairs PAIRS.parquet --model DIR --work DIR \\
       --config local=run.executor=local \\
       --config ray=run.executor=ray,run.num_workers=1 \\
       [--config two=run.executor=ray,run.num_workers=2 --kill-in two:10] [--check ray:local]
@@ -27,18 +27,45 @@ import time
 from pathlib import Path
 from typing import Any
 
-import benchlib as lib
 import polars as pl
 import yaml
 
+from batchrank.bench.agreement import score_agreement
+from batchrank.bench.environment import gpu_name
+from batchrank.bench.formats import fmt_gib
+from batchrank.bench.processes import run_measured
 from batchrank.execute.ray_executor import worker_processes
 
 
 def parse_config(text: str) -> tuple[str, list[str]]:
+    """NAME=KEY=VALUE[,KEY=VALUE...] -> (NAME, the --set assignments)."""
     name, _, assignments = text.partition("=")
     if not name or not assignments:
-        raise SystemExit(f"--config {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE...]")
+        raise ValueError(f"--config {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE...]")
     return name, [a for a in assignments.split(",") if a]
+
+
+def parse_checks(texts: list[str], runs: list[str]) -> list[tuple[str, str]]:
+    """--check B:A options -> [(B, A)], both run names (checked before anything runs); default: each run against
+    the first."""
+    checks = []
+    for text in texts:
+        b, _, a = text.partition(":")
+        if a not in runs or b not in runs:
+            raise ValueError(f"--check {text!r}: expected B:A with both run names ({', '.join(runs)})")
+        checks.append((b, a))
+    return checks or [(run, runs[0]) for run in runs[1:]]
+
+
+def parse_kills(texts: list[str], configs: dict[str, list[str]]) -> dict[str, int]:
+    """--kill-in NAME:PARTS options -> {NAME: PARTS}, each NAME a configuration."""
+    kills = {}
+    for text in texts:
+        name, _, parts = text.partition(":")
+        if name not in configs or not parts.isdigit():
+            raise ValueError(f"--kill-in {text!r}: expected NAME:PARTS with NAME one of {sorted(configs)}")
+        kills[name] = int(parts)
+    return kills
 
 
 class WorkerKiller:
@@ -59,13 +86,14 @@ class WorkerKiller:
 
 def run_one(job: Path, name: str, assignments: list[str], work: Path, kill_after_parts: int | None,
             timeout: float) -> dict[str, Any]:
+    """One `batchrank run` with these --set assignments, measured; its run.json figures (or why it failed)."""
     out = work / f"out-{name}"
     command = [sys.executable, "-m", "batchrank.cli", "run", str(job), "--overwrite", "--preview", "0",
                "--set", f"output.path={out}"]
     for assignment in assignments:
         command += ["--set", assignment]
     killer = WorkerKiller(out, kill_after_parts) if kill_after_parts is not None else None
-    run = lib.run_measured(command, work / f"log-{name}.txt", timeout, on_tick=killer)
+    run = run_measured(command, work / f"log-{name}.txt", timeout, on_tick=killer)
     result: dict[str, Any] = {"name": name, "settings": assignments, "process_seconds": round(run.seconds, 1),
                               "log": str(run.log), "peak_gpu_mib": run.peak_gpu_mib, "peak_host_mib": run.peak_host_mib}
     if killer is not None:
@@ -85,17 +113,19 @@ def run_one(job: Path, name: str, assignments: list[str], work: Path, kill_after
 
 
 def check_against(reference: dict[str, Any], result: dict[str, Any]) -> None:
+    """Record in `result` whether it scored the reference run's pairs once each, and how far its scores are."""
     a = pl.read_parquet(f"{reference['out']}/scores/*.parquet").sort("query_id", "doc_id")
     b = pl.read_parquet(f"{result['out']}/scores/*.parquet").sort("query_id", "doc_id")
     keys_a, keys_b = a.select("query_id", "doc_id"), b.select("query_id", "doc_id")
     same = bool(keys_b.is_unique().all() and keys_a.equals(keys_b))
     result.update(reference=reference["name"], same_pairs_once=same, max_score_difference=None, bit_identical=None)
     if same:
-        result["max_score_difference"] = lib.score_agreement(a, b)["max_abs_diff"]
+        result["max_score_difference"] = score_agreement(a, b)["max_abs_diff"]
         result["bit_identical"] = bool((a["score"] == b["score"]).all())
 
 
 def render(results: list[dict[str, Any]]) -> str:
+    """The Markdown table of the runs, and what each killed rerun cost."""
     lines = ["| run | settings | pairs | pairs/s | vs first | scoring s | workers | engine drains | prefix-cache hits "
              "| chunks retried | peak GPU memory | against | same pairs | max score diff | bit-identical |",
              "| --- " * 15 + "|"]
@@ -111,7 +141,7 @@ def render(results: list[dict[str, Any]]) -> str:
             f"| {r['name']} | {' '.join(r['settings'])} | {r['pairs']:,} | {r['pairs_per_second']:,.1f} | {ratio} | "
             f"{r['scoring_seconds']:.1f} | {r['workers']} | {r.get('engine_drains', 'n/a')} | "
             f"{'n/a' if share is None else f'{100 * share:.1f}%'} | {len(r['chunks_retried'])} | "
-            f"{lib.fmt_gib(r['peak_gpu_mib'])} | {r.get('reference', '-')} | {r.get('same_pairs_once', '-')} | "
+            f"{fmt_gib(r['peak_gpu_mib'])} | {r.get('reference', '-')} | {r.get('same_pairs_once', '-')} | "
             f"{diff} | "
             f"{r.get('bit_identical', '-')} |")
     for r in results:
@@ -121,8 +151,10 @@ def render(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def parse_arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The options; a malformed --config, --kill-in or --check exits 2 naming it."""
+    parser = argparse.ArgumentParser(prog="python -m batchrank.bench.compare_runs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--work", required=True)
@@ -137,10 +169,18 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--title", default="")
     parser.add_argument("--out-md", default=None, help="append the table here")
     parser.add_argument("--out-json", default=None)
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        args.configs = dict(parse_config(text) for text in args.config)
+        args.kills = parse_kills(args.kill_in, args.configs)
+        args.checks = parse_checks(args.check, [*args.configs, *(f"{name}-killed" for name in args.kills)])
+    except ValueError as error:
+        parser.error(str(error))
+    return args
 
 
 def write_job(args: argparse.Namespace, work: Path) -> Path:
+    """WORK/compare.yaml: the job every configuration runs with its own --set assignments."""
     job = work / "compare.yaml"
     job.write_text(yaml.safe_dump({
         "input": {"path": str(Path(args.pairs).resolve())},
@@ -153,15 +193,10 @@ def write_job(args: argparse.Namespace, work: Path) -> Path:
 
 
 def run_all(args: argparse.Namespace, job: Path, work: Path) -> list[dict[str, Any]]:
-    configs = dict(parse_config(text) for text in args.config)
-    kills = {}
-    for text in args.kill_in:
-        name, _, parts = text.partition(":")
-        if name not in configs or not parts.isdigit():
-            raise SystemExit(f"--kill-in {text!r}: expected NAME:PARTS with NAME one of {sorted(configs)}")
-        kills[name] = int(parts)
+    """Each configuration's run, and after a --kill-in one its killed rerun with the failure's cost."""
+    kills = args.kills
     results = []
-    for name, assignments in configs.items():
+    for name, assignments in args.configs.items():
         results.append(run_one(job, name, assignments, work, None, args.run_timeout))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "per_worker"}, default=str), flush=True)
         if name in kills:
@@ -173,23 +208,21 @@ def run_all(args: argparse.Namespace, job: Path, work: Path) -> list[dict[str, A
     return results
 
 
-def main() -> None:
-    args = parse_arguments()
+def main(argv: list[str]) -> None:
+    """Run, check and render; exit 1 when a run failed or its output differs from its reference."""
+    args = parse_arguments(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results = run_all(args, write_job(args, work), work)
     by_name = {r["name"]: r for r in results}
-    checks = [text.split(":", 1) for text in args.check] or [[r["name"], results[0]["name"]] for r in results[1:]]
-    for b, a in checks:
-        if a not in by_name or b not in by_name:
-            raise SystemExit(f"--check {b}:{a}: both must be run names ({sorted(by_name)})")
+    for b, a in args.checks:
         if "failed" not in by_name[a] and "failed" not in by_name[b]:
             check_against(by_name[a], by_name[b])
     table = render(results)
     print(table)
     if args.out_md:
-        command = shlex.join(["python", "scripts/compare_runs.py", *sys.argv[1:]])
-        title = f"## {args.title or 'compare_runs'}: {lib.gpu_name()} ({time.strftime('%Y-%m-%d %H:%M %Z')})"
+        command = shlex.join(["python", "-m", "batchrank.bench.compare_runs", *argv])
+        title = f"## {args.title or 'compare_runs'}: {gpu_name()} ({time.strftime('%Y-%m-%d %H:%M %Z')})"
         with open(args.out_md, "a") as handle:
             handle.write(f"\n{title}\n\n```\n{command}\n```\n\n{table}\n")
     Path(args.out_json or work / "compare.json").write_text(json.dumps(results, indent=1, default=str))
@@ -200,4 +233,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -11,8 +11,8 @@ GPU). The script fails unless every long passage was cut and no short one was: a
 nothing. Prints one table and appends it, with this command, to --out-md.
 
 usage (repo root):
-  python scripts/memory_run.py --model W/model-tiny --max-model-len 32768 --dtype float32         # CPU, ~5 min
-  python scripts/memory_run.py --model W/model-0.6b --max-model-len 32768                         # GPU
+  python -m batchrank.bench.memory_run --model W/model-tiny --max-model-len 32768 --dtype float32   # CPU, ~5 min
+  python -m batchrank.bench.memory_run --model W/model-0.6b --max-model-len 32768                   # GPU
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import benchlib as lib
 import yaml
+
+from batchrank.bench.environment import gpu_name, setdefault_environment
+from batchrank.bench.formats import fmt_gib
+from batchrank.bench.options import json_object
+from batchrank.bench.processes import run_measured
+from batchrank.bench.synthetic import MS_MARCO_WORDS, parse_doc_words, synthetic_pairs, write_pairs
+from batchrank.bench.tokens import token_counter, tokens_per_word
 
 LONG_TOKENS = (1.25, 2.0, 3.0)  # shortest, median, longest long passage, in units of max_model_len
 
@@ -35,7 +41,7 @@ def long_doc_words(args: argparse.Namespace) -> tuple[tuple[int, int], int]:
     """(median, longest) and shortest words of the long passages: --doc-words, or sized in tokens."""
     if args.doc_words:
         return args.doc_words, 8
-    per_word = lib.tokens_per_word(lib.token_counter(args.model))
+    per_word = tokens_per_word(token_counter(args.model))
     shortest, median, longest = (int(f * args.max_model_len / per_word) + 1 for f in LONG_TOKENS)
     print(f"long passages: {per_word:.2f} tokens a word -> {shortest:,} to {longest:,} words (median {median:,})",
           flush=True)
@@ -43,15 +49,16 @@ def long_doc_words(args: argparse.Namespace) -> tuple[tuple[int, int], int]:
 
 
 def run_batchrank(name: str, pairs: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """One measured `batchrank run` on these pairs with both runs' settings; its peaks and run.json counts."""
     out = work / f"out-{name.split()[0]}"
     job = {"input": {"path": str(pairs)}, "output": {"path": str(out)},
            "model": {"path": args.model, "dtype": args.dtype, "max_model_len": args.max_model_len,
-                     "engine": json.loads(args.engine_json)},
-           "run": {"chunk_size": args.chunk_size, **json.loads(args.run_json)}}
+                     "engine": args.engine_json},
+           "run": {"chunk_size": args.chunk_size, **args.run_json}}
     job_path = work / f"job-{name.split()[0]}.yaml"
     job_path.write_text(yaml.safe_dump(job))
     command = [sys.executable, "-m", "batchrank.cli", "run", str(job_path), "--overwrite", "--preview", "0"]
-    run = lib.run_measured(command, work / f"log-{name.split()[0]}.txt", args.run_timeout)
+    run = run_measured(command, work / f"log-{name.split()[0]}.txt", args.run_timeout)
     result: dict[str, Any] = {"name": name, "returncode": run.returncode, "seconds": round(run.seconds, 1),
                               "peak_host_mib": run.peak_host_mib, "peak_gpu_mib": run.peak_gpu_mib, "log": str(run.log)}
     if run.returncode != 0:
@@ -64,13 +71,14 @@ def run_batchrank(name: str, pairs: Path, args: argparse.Namespace, work: Path) 
 
 
 def render(args: argparse.Namespace, results: list[dict[str, Any]], command: str) -> str:
-    lines = [f"## Memory with documents longer than max_model_len {args.max_model_len:,}: {lib.gpu_name()} "
+    """The Markdown section: heading, command and one row a run."""
+    lines = [f"## Memory with documents longer than max_model_len {args.max_model_len:,}: {gpu_name()} "
              f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "", "```", command, "```", "",
              "| documents | pairs | prompt tokens a pair | truncated to fit | peak host memory | peak GPU memory "
              "| wall | pairs/s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        gpu, host = lib.fmt_gib(r["peak_gpu_mib"]), lib.fmt_gib(r["peak_host_mib"], 2)
+        gpu, host = fmt_gib(r["peak_gpu_mib"]), fmt_gib(r["peak_host_mib"], 2)
         if r["returncode"] != 0:
             lines.append(f"| {r['name']} | FAILED (exit {r['returncode']}) | | | {host} | {gpu} | {r['seconds']} s | |")
             continue
@@ -80,6 +88,7 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], command: str
 
 
 def problems(results: list[dict[str, Any]]) -> list[str]:
+    """Why the two runs do not answer the question: a failed run, a short passage cut, a long one not cut."""
     found = [f"{r['name']}: exit code {r['returncode']}:\n{r.get('tail', '')}" for r in results if r["returncode"] != 0]
     if found:
         return found
@@ -93,42 +102,47 @@ def problems(results: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-def parse_arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The options (argparse's exit 2 for a bad one)."""
+    parser = argparse.ArgumentParser(prog="python -m batchrank.bench.memory_run", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--max-model-len", type=int, default=32768)
     parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--doc-words", type=lib.parse_doc_words, default=None,
+    parser.add_argument("--doc-words", type=parse_doc_words, default=None,
                         help="MEDIAN:MAX words of the long passages (default: 1.25-3x max_model_len in tokens)")
     parser.add_argument("--queries", type=int, default=2)
     parser.add_argument("--docs-per-query", type=int, default=10)
     parser.add_argument("--chunk-size", type=int, default=5)
-    parser.add_argument("--engine-json", default="{}", help="model.engine for both runs")
-    parser.add_argument("--run-json", default='{"executor": "local"}',
+    parser.add_argument("--engine-json", type=json_object, default={}, help="model.engine for both runs")
+    parser.add_argument("--run-json", type=json_object, default={"executor": "local"},
                         help="run settings for both runs (default: one local engine, whose memory is the question)")
     parser.add_argument("--run-timeout", type=float, default=900.0, help="seconds per run before it is killed")
     parser.add_argument("--work", default="/tmp/batchrank-memory")
     parser.add_argument("--out-md", default=None)
     parser.add_argument("--out-json", default=None)
     parser.add_argument("--runs", default="short,long", help="short (MS MARCO-length), long, or both")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.run_list = [run.strip() for run in args.runs.split(",") if run.strip()]
+    if not args.run_list or not set(args.run_list) <= {"short", "long"}:
+        parser.error(f"--runs {args.runs!r}: expected short, long or short,long")
     args.model = str(Path(args.model).resolve())
     return args
 
 
-def main() -> None:
-    args = parse_arguments()
-    lib.setdefault_environment()
+def main(argv: list[str]) -> None:
+    """The runs (--runs), the table and its checks; exit 1 when a run failed or measured nothing."""
+    args = parse_arguments(argv)
+    setdefault_environment()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    command = "python scripts/memory_run.py " + shlex.join(sys.argv[1:])
+    command = shlex.join(["python", "-m", "batchrank.bench.memory_run", *argv])
     long_words, shortest = long_doc_words(args)
     results = []
-    runs = {"short": ("MS MARCO-length", lib.MS_MARCO_WORDS, 8, 1),
+    runs = {"short": ("MS MARCO-length", MS_MARCO_WORDS, 8, 1),
             "long": ("longer than max_model_len", long_words, shortest, 2)}
-    for name, doc_words, least, seed in (runs[run] for run in args.runs.split(",")):
-        rows = lib.synthetic_pairs(args.queries, args.docs_per_query, seed, doc_words, shortest=least)
-        results.append(run_batchrank(name, lib.write_pairs(rows, work / f"pairs-{seed}.parquet"), args, work))
+    for name, doc_words, least, seed in (runs[run] for run in args.run_list):
+        rows = synthetic_pairs(args.queries, args.docs_per_query, seed, doc_words, shortest=least)
+        results.append(run_batchrank(name, write_pairs(rows, work / f"pairs-{seed}.parquet"), args, work))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "tail"}), flush=True)
     table = render(args, results, command)
     found = problems(results)
@@ -144,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

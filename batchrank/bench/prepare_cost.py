@@ -2,7 +2,7 @@
 its part (the engine's thread). Uses the bench's synthetic MS MARCO-shaped pairs and a locally trained tokenizer of
 the 0.6B bench shape's size; prints medians of --repeats runs.
 
-usage (repo root): python scripts/prepare_cost.py [--pairs 2000] [--repeats 11]
+usage (repo root): python -m batchrank.bench.prepare_cost [--pairs 2000] [--repeats 11]
 Set TOKENIZERS_PARALLELISM=false to see the single-threaded cost (scripts/gpu_runs.sh sets it).
 """
 
@@ -12,15 +12,16 @@ import argparse
 import itertools
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import benchlib
 import numpy as np
 import polars as pl
 
+from batchrank.bench.synthetic import synthetic_pairs
 from batchrank.io.parts import ChunkStats, rank_within_queries, write_part
 from batchrank.models.random_qwen3 import SHAPES, train_tokenizer
 from batchrank.prompts import PromptEncoder, fast_token_ids, own_token_ids, parse_template
@@ -39,12 +40,13 @@ def median_ms(functions: dict[str, Callable[[], object]], repeats: int) -> dict[
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> None:
+    """Time tokenizing and writing one chunk; print the medians."""
+    parser = argparse.ArgumentParser(prog="python -m batchrank.bench.prepare_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2000, help="pairs in the chunk (100 per query)")
     parser.add_argument("--repeats", type=int, default=11)
-    args = parser.parse_args()
-    rows = benchlib.synthetic_pairs(max(1, args.pairs // 100), 100, seed=0)[: args.pairs]
+    args = parser.parse_args(argv)
+    rows = synthetic_pairs(max(1, -(-args.pairs // 100)), 100, seed=0)[: args.pairs]
     queries, documents = [r["query"] for r in rows], [r["document"] for r in rows]
     tokenizer = train_tokenizer(SHAPES["0.6b"].tokenizer_vocab)
 
@@ -77,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

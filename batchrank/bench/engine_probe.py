@@ -12,9 +12,12 @@ sends them) after a warm-up:
             barrier). Pairs/s of all of them together.
   threads N N engines in one process, one thread each (their front ends share one GIL).
 
-usage (repo root, after `python scripts/bench.py --shape 0.6b --datasets 100:200 --prepare-only --work W`):
-  python scripts/engine_probe.py --work W --model W/model-0.6b --mode split
-  python scripts/engine_probe.py --work W --model W/model-0.6b --mode procs --engines 2
+On a CPU (vLLM's CPU build) each engine's KV cache is --kv-cache-gib in every mode, and nvidia-smi's busy % is
+absent (null).
+
+usage (repo root, after `python -m batchrank.bench.throughput --shape 0.6b --datasets 100:200 --prepare-only --work W`):
+  python -m batchrank.bench.engine_probe --work W --model W/model-0.6b --mode split
+  python -m batchrank.bench.engine_probe --work W --model W/model-0.6b --mode procs --engines 2
 Prints one JSON line per mode; --out appends it to a file.
 """
 
@@ -24,15 +27,16 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import card_prompt, setdefault_environment
-
+from batchrank.bench.anchor_prompt import card_prompt
+from batchrank.bench.environment import has_gpu, setdefault_environment
+from batchrank.bench.options import json_object
 from batchrank.scoring.engine_args import QWEN3_YES_NO_OVERRIDES
 
 
@@ -45,7 +49,7 @@ class GpuBusySampler(threading.Thread):
         self.process: subprocess.Popen[str] | None = None
 
     def run(self) -> None:
-        if not shutil.which("nvidia-smi"):
+        if not has_gpu():
             return
         self.process = subprocess.Popen(
             ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"],
@@ -79,13 +83,18 @@ def token_prompts(model: str, pairs_path: str, part: int = 0, parts: int = 1) ->
 
 
 def start_llm(args: argparse.Namespace, engine: dict[str, Any]) -> Any:
+    """A pooling-runner LLM of the reranker with these engine arguments (on a CPU, a fixed KV cache)."""
     from vllm import LLM
+
+    if not has_gpu():  # vLLM's CPU build would otherwise reserve most of the machine's memory for its KV cache
+        engine = {"kv_cache_memory_bytes": args.kv_cache_gib << 30, **engine}
 
     return LLM(model=args.model, runner="pooling", dtype=args.dtype, max_model_len=args.max_model_len,
                hf_overrides=QWEN3_YES_NO_OVERRIDES, **engine)
 
 
 def classify(llm: Any, ids: list[list[int]]) -> list[float]:
+    """P(yes) of each token-id prompt, in one llm.classify call."""
     from vllm.inputs import TokensPrompt
 
     outputs = llm.classify([TokensPrompt(prompt_token_ids=x) for x in ids], use_tqdm=False)
@@ -93,9 +102,10 @@ def classify(llm: Any, ids: list[list[int]]) -> list[float]:
 
 
 def split_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """One engine: where the front end's clock goes (adding requests, waiting on the core, processing outputs)."""
     ids = token_prompts(args.model, args.pairs)
     warm = token_prompts(args.model, args.warmup)
-    llm = start_llm(args, json.loads(args.engine_json))
+    llm = start_llm(args, args.engine_json)
     classify(llm, warm)
     engine = llm.llm_engine
     clocks = {"add_request": 0.0, "wait_for_engine_core": 0.0, "step": 0.0}
@@ -131,7 +141,7 @@ def split_mode(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_adding_requests": round(clocks["add_request"], 3),
         "seconds_waiting_for_engine_core": round(clocks["wait_for_engine_core"], 3),
         "seconds_processing_outputs": round(clocks["step"] - clocks["wait_for_engine_core"], 3),
-        "engine": json.loads(args.engine_json),
+        "engine": args.engine_json,
     }
     llm.llm_engine.engine_core.shutdown()
     return result
@@ -141,7 +151,7 @@ def _proc_worker(args: argparse.Namespace, part: int, barrier: Any, results: Any
     setdefault_environment()
     ids = token_prompts(args.model, args.pairs, part, args.engines)
     warm = token_prompts(args.model, args.warmup)
-    engine = {"kv_cache_memory_bytes": args.kv_cache_gib << 30, **json.loads(args.engine_json)}
+    engine = {"kv_cache_memory_bytes": args.kv_cache_gib << 30, **args.engine_json}
     llm = start_llm(args, engine)
     classify(llm, warm)
     barrier.wait()
@@ -153,6 +163,7 @@ def _proc_worker(args: argparse.Namespace, part: int, barrier: Any, results: Any
 
 
 def procs_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """--engines processes, one engine each, scoring their share of the queries together."""
     context = mp.get_context("spawn")
     barrier, results = context.Barrier(args.engines + 1), context.Queue()
     workers = [context.Process(target=_proc_worker, args=(args, i, barrier, results)) for i in range(args.engines)]
@@ -170,13 +181,14 @@ def procs_mode(args: argparse.Namespace) -> dict[str, Any]:
     return {"mode": "procs", "engines": args.engines, "pairs": pairs, "prompt_tokens": sum(r["tokens"] for r in rows),
             "seconds": round(seconds, 3), "pairs_per_second": round(pairs / seconds, 1), "gpu_busy_percent": busy,
             "per_engine_seconds": [round(r["end"] - r["start"], 3) for r in sorted(rows, key=lambda r: r["part"])],
-            "kv_cache_gib_each": args.kv_cache_gib, "engine": json.loads(args.engine_json)}
+            "kv_cache_gib_each": args.kv_cache_gib, "engine": args.engine_json}
 
 
 def threads_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """--engines engines in this process, one thread each."""
     shares = [token_prompts(args.model, args.pairs, i, args.engines) for i in range(args.engines)]
     warm = token_prompts(args.model, args.warmup)
-    engine = {"kv_cache_memory_bytes": args.kv_cache_gib << 30, **json.loads(args.engine_json)}
+    engine = {"kv_cache_memory_bytes": args.kv_cache_gib << 30, **args.engine_json}
     engines = [start_llm(args, engine) for _ in range(args.engines)]
     for llm in engines:
         classify(llm, warm)
@@ -195,11 +207,13 @@ def threads_mode(args: argparse.Namespace) -> dict[str, Any]:
         llm.llm_engine.engine_core.shutdown()
     return {"mode": "threads", "engines": args.engines, "pairs": pairs, "seconds": round(seconds, 3),
             "pairs_per_second": round(pairs / seconds, 1), "gpu_busy_percent": busy,
-            "kv_cache_gib_each": args.kv_cache_gib, "engine": json.loads(args.engine_json)}
+            "kv_cache_gib_each": args.kv_cache_gib, "engine": args.engine_json}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str]) -> None:
+    """Run the mode on the bench's first (or --dataset) pairs; print its JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m batchrank.bench.engine_probe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="the bench's work directory (its bench-config.json)")
     parser.add_argument("--dataset", default=None,
                         help="one of the bench's datasets, e.g. 100x200 (default: the first)")
@@ -209,10 +223,16 @@ def main() -> None:
     parser.add_argument("--kv-cache-gib", type=int, default=8, help="KV cache per engine in procs/threads modes")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--max-model-len", type=int, default=2048)
-    parser.add_argument("--engine-json", default="{}", help="extra vLLM engine arguments")
+    parser.add_argument("--engine-json", type=json_object, default={}, help="extra vLLM engine arguments")
     parser.add_argument("--out", default=None, help="append the JSON line here too")
-    args = parser.parse_args()
-    config = json.loads((Path(args.work) / "bench-config.json").read_text())
+    args = parser.parse_args(argv)
+    config_path = Path(args.work) / "bench-config.json"
+    if not config_path.is_file():
+        parser.error(f"--work {args.work}: no bench-config.json (prepare it with python -m batchrank.bench.throughput "
+                     f"--prepare-only --work {args.work} ...)")
+    config = json.loads(config_path.read_text())
+    if args.dataset and args.dataset not in config["datasets"]:
+        parser.error(f"--dataset {args.dataset}: not one of {config_path}'s datasets ({', '.join(config['datasets'])})")
     args.pairs = config["datasets"][args.dataset or next(iter(config["datasets"]))]
     args.warmup, args.model = config["warmup"], args.model or config["model"]
     setdefault_environment()
@@ -226,4 +246,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,7 +1,7 @@
 """Mining at scale (issue 23): time and peak memory of `batchrank mine` (and `batchrank teacher`) on a synthetic
 finished output of N pairs, with the texts joined back from its input by input_row (the output keeps none).
 
-Made batch by batch, never held in memory: the input is scale_bench.py's grouped pairs (one file, --per-query
+Made batch by batch, never held in memory: the input is scale_bench's grouped pairs (one file, --per-query
 candidates a query, short texts); the output is written straight in the output layout, as
 tests/output_fixtures.py writes one (parts of --chunk-size pairs with their footer stats, job.json with the input's
 fingerprint, run.json, _SUCCESS): random scores (logits), ranks per query, input_row. Qrels: one positive per query
@@ -10,7 +10,9 @@ every tenth query. The commands run as subprocesses; the peak is the resident
 set of the process tree, sampled every 50 ms (scale_bench.measure). Not a timed test.
 
 usage (repo root):
-  python scripts/mine_bench.py --pairs 100M --work /tmp/batchrank-mine [--per-query 1000]
+  python -m batchrank.bench.mine_bench --pairs 100M --work /tmp/batchrank-mine [--per-query 1000] [--chunk-size N]
+      [--only mine|teacher]
+One JSON line for the data made (or reused), then one a command.
 """
 
 from __future__ import annotations
@@ -27,16 +29,13 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scale_bench import SCHEMA, measure, pairs_table, parse_count  # noqa: E402
-
-from batchrank.io.input import open_input  # noqa: E402
-from batchrank.io.parts import ChunkStats, write_part  # noqa: E402
-from batchrank.output.layout import OutputLayout  # noqa: E402
-from batchrank.output.manifest import Manifest, write_manifest  # noqa: E402
-from batchrank.plan import Chunk  # noqa: E402
-from batchrank.spec import InputSpec  # noqa: E402
+from batchrank.bench.scale_bench import SCHEMA, measure, pairs_table, parse_count
+from batchrank.io.input import open_input
+from batchrank.io.parts import ChunkStats, write_part
+from batchrank.output.layout import OutputLayout
+from batchrank.output.manifest import Manifest, write_manifest
+from batchrank.plan import Chunk
+from batchrank.spec import InputSpec
 
 BLOCK_QUERIES = 1000  # queries generated at a time
 
@@ -115,14 +114,15 @@ def _write_qrels(positives: pl.DataFrame, path: Path) -> None:
         path, separator=" ", include_header=False)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> None:
+    """Make (or reuse) the data, then time each command."""
+    parser = argparse.ArgumentParser(prog="python -m batchrank.bench.mine_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=parse_count, default=parse_count("100M"))
     parser.add_argument("--per-query", type=int, default=1000)
     parser.add_argument("--chunk-size", type=int, default=20_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/batchrank-mine"))
     parser.add_argument("--only", choices=["mine", "teacher"], default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     generated = generate(args.work, args.pairs, args.per_query, args.chunk_size)
     print(json.dumps({"pairs": args.pairs, "generated_s": round(generated, 1),
                       "disk_gib": round(sum(p.stat().st_size for p in args.work.rglob("*") if p.is_file()) / 2**30,
@@ -143,4 +143,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

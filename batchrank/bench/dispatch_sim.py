@@ -7,10 +7,13 @@ What the driver does per chunk (ray.wait, the result, the ledger, progress, hand
 execute.base.DispatchTiming and read back from run.json. Also printed: parts written per second and the input read
 amplification (rows of the row groups a chunk's read touches, over the chunk's rows: what RowRangeReader decodes).
 
-usage (repo root): python scripts/dispatch_sim.py [--workers 8 16] [--chunk-size 500 2000] [--pairs 1500000]
-                   [--rate 4000] [--row-group-rows N (default: the chunk size)] [--work DIR] [--json FILE]
-       python scripts/dispatch_sim.py --chunk-size 2000 --read-cost 2000 20000 100000 1048576
-       python scripts/dispatch_sim.py --ray-wait 16 128 256 512
+usage (repo root):
+  python -m batchrank.bench.dispatch_sim [--workers 8 16] [--chunk-size 500 2000] [--pairs 1500000] [--rate 4000]
+      [--row-group-rows N (default: the chunk size)] [--window 2] [--work DIR] [--json FILE]
+  python -m batchrank.bench.dispatch_sim --chunk-size 2000 --read-cost 2000 20000 100000 1048576 [--pairs 200000]
+  python -m batchrank.bench.dispatch_sim --ray-wait 16 128 256 512
+--read-cost and --ray-wait print one JSON line a measurement (--json writes them too); --ray-wait starts a Ray
+cluster of its own on this machine and stops it at its end.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +33,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from batchrank.bench.synthetic import synthetic_pairs
 from batchrank.job import run_job
 from batchrank.output.layout import OutputLayout
 from batchrank.output.manifest import read_manifest
@@ -34,6 +41,8 @@ from batchrank.scoring.base import ChunkAtATimeScorer, EnginePlacement, ModelFac
 from batchrank.spec import JobSpec, parse_spec
 
 DOCS_PER_QUERY = 100
+SIMULATED_PAIRS = 1_500_000  # --pairs' default for a simulation
+READ_COST_PAIRS = 200_000  # and for --read-cost
 
 
 class FixedSpeedScorer(ChunkAtATimeScorer):
@@ -102,20 +111,18 @@ def read_amplification(input_path: Path, output: Path) -> float:
     return decoded_rows(input_path, [(c.start, c.num_rows) for c in chunks]) / sum(c.num_rows for c in chunks)
 
 
-def read_cost(work: Path, chunk_size: int, groups: list[int], pairs: int = 200_000) -> list[dict[str, Any]]:
+def read_cost(work: Path, chunk_size: int, groups: list[int], pairs: int = READ_COST_PAIRS) -> list[dict[str, Any]]:
     """What one chunk's read costs a worker (RowRangeReader, as ChunkReader uses it) with MS MARCO-shaped pairs
-    (scripts/bench.py's synthetic ones) written with row groups of each size: ms, rows decoded, bytes on disk."""
-    import random
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench import synthetic_pairs
-
+    (the throughput bench's synthetic ones) written with row groups of each size: ms, rows decoded, bytes on disk.
+    Times reads of up to 20 chunks at random whole-chunk offsets."""
     from batchrank.io.parquet_files import RowRangeReader
     from batchrank.storage import StoragePath
 
-    frame = pl.DataFrame(synthetic_pairs(pairs // 100, 100, seed=0))
-    starts = random.Random(0).sample(range(0, pairs - chunk_size, chunk_size), 20)
+    if pairs < 2 * chunk_size:
+        raise ValueError(f"--read-cost: --pairs {pairs} must hold at least two chunks of {chunk_size}")
+    frame = pl.DataFrame(synthetic_pairs(-(-pairs // DOCS_PER_QUERY), DOCS_PER_QUERY, seed=0)[:pairs])
+    offsets = range(0, pairs - chunk_size, chunk_size)
+    starts = random.Random(0).sample(offsets, min(20, len(offsets)))
     rows = []
     for group in groups:
         path = work / f"msmarco-shaped-{pairs}-{group}.parquet"
@@ -134,9 +141,9 @@ def read_cost(work: Path, chunk_size: int, groups: list[int], pairs: int = 200_0
 
 def ray_wait_cost(counts: list[int]) -> list[dict[str, Any]]:
     """The driver's ray.wait(num_returns=1) over this many chunks in flight (one of them finished): what a cluster
-    of many workers adds to the dispatch of each chunk. One async actor holds every pending call."""
+    of many workers adds to the dispatch of each chunk. One async actor holds every pending call, in a Ray cluster
+    started here for this measurement (address "local": never one that other work on this machine uses)."""
     import asyncio
-    import statistics
 
     import ray
 
@@ -146,7 +153,7 @@ def ray_wait_cost(counts: list[int]) -> list[dict[str, Any]]:
             await asyncio.sleep(seconds)
             return seconds
 
-    ray.init(include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
     try:
         actor = Sleeper.remote()
         ray.get(actor.sleep.remote(0))
@@ -170,6 +177,7 @@ def ray_wait_cost(counts: list[int]) -> list[dict[str, Any]]:
 
 def simulate(work: Path, workers: int, chunk_size: int, pairs: int, rate: float, row_group_rows: int,
              window: int) -> dict[str, Any]:
+    """One run_job on the Ray executor with `workers` fixed-speed actors; the driver's dispatch figures."""
     input_path = work / f"input-{pairs}-{row_group_rows}.parquet"
     if not input_path.exists():
         write_input(input_path, pairs, row_group_rows)
@@ -198,42 +206,50 @@ def simulate(work: Path, workers: int, chunk_size: int, pairs: int, rate: float,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> None:
+    """A simulation for each --workers x --chunk-size, or instead --read-cost or --ray-wait."""
+    parser = argparse.ArgumentParser(prog="python -m batchrank.bench.dispatch_sim", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--chunk-size", type=int, nargs="+", default=[500, 2000])
-    parser.add_argument("--pairs", type=int, default=1_500_000, help="pairs per run (whole queries of 100)")
+    parser.add_argument("--pairs", type=int, help=f"pairs per run (whole queries of {DOCS_PER_QUERY}; default "
+                        f"{SIMULATED_PAIRS:,}, with --read-cost {READ_COST_PAIRS:,})")
     parser.add_argument("--rate", type=float, default=4000.0, help="pairs/s of each worker's scorer")
     parser.add_argument("--row-group-rows", type=int, help="row group size of the input (default: the chunk size)")
     parser.add_argument("--window", type=int, default=2, help="run.chunks_in_flight_per_worker")
     parser.add_argument("--work", help="directory for the input and outputs (default: a temporary one)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--read-cost", type=int, nargs="*", metavar="ROW_GROUP_ROWS",
-                        help="instead: time one chunk's read from inputs with these row group sizes")
+                        help="instead: time one chunk's read from inputs with these row group sizes "
+                        "(none named: 2000 20000 100000 1048576)")
     parser.add_argument("--ray-wait", type=int, nargs="+", metavar="IN_FLIGHT",
                         help="instead: time the driver's ray.wait with this many chunks in flight")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="dispatch-sim-") as scratch:
         work = Path(args.work or scratch)
         work.mkdir(parents=True, exist_ok=True)
         if args.ray_wait:
-            for row in ray_wait_cost(args.ray_wait):
+            results = ray_wait_cost(args.ray_wait)
+        elif args.read_cost is not None:
+            groups = args.read_cost or [2000, 20_000, 100_000, 1 << 20]
+            try:
+                results = read_cost(work, args.chunk_size[0], groups, args.pairs or READ_COST_PAIRS)
+            except ValueError as error:
+                parser.error(str(error))
+        else:
+            results = []
+            for workers in args.workers:
+                for chunk_size in args.chunk_size:
+                    results.append(simulate(work, workers, chunk_size, args.pairs or SIMULATED_PAIRS, args.rate,
+                                            args.row_group_rows or chunk_size, args.window))
+                    print(json.dumps(results[-1]), flush=True)
+        if args.ray_wait or args.read_cost is not None:
+            for row in results:
                 print(json.dumps(row), flush=True)
-            return
-        if args.read_cost is not None:
-            for row in read_cost(work, args.chunk_size[0], args.read_cost or [2000, 20_000, 100_000, 1 << 20]):
-                print(json.dumps(row), flush=True)
-            return
-        results = []
-        for workers in args.workers:
-            for chunk_size in args.chunk_size:
-                results.append(simulate(work, workers, chunk_size, args.pairs, args.rate,
-                                        args.row_group_rows or chunk_size, args.window))
-                print(json.dumps(results[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

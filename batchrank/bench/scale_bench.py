@@ -8,8 +8,8 @@ subprocesses with the fake scorer (tests/fake_scorer.py: no model); the peak is 
 tree, sampled every 50 ms. Not a timed test.
 
 usage (repo root):
-  python scripts/scale_bench.py --sizes 2M,10M,40M --order grouped,scattered --work /tmp/scale
-  python scripts/scale_bench.py --sizes 1B --order grouped --work /tmp/scale --only plan
+  python -m batchrank.bench.scale_bench --sizes 2M,10M,40M --order grouped,scattered --work /tmp/scale
+  python -m batchrank.bench.scale_bench --sizes 1B --order grouped --work /tmp/scale --only plan
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from benchlib import REPO, child_environment, process_tree_cpu_seconds, process_tree_rss_mib  # noqa: E402
+from batchrank.bench.environment import REPO, child_environment
+from batchrank.bench.memory import process_tree_cpu_seconds, process_tree_rss_mib
 
 FAKE_BATCHRANK = [sys.executable, str(REPO / "tests" / "fake_scorer.py")]
 WORDS = np.array("water boils at one hundred degrees sea level vaccine immune system python list sort method "

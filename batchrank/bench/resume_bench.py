@@ -8,9 +8,11 @@ a fresh process as a user meets it:
   status    `batchrank status OUT` and `batchrank status OUT --json`
 
 usage (repo root):
-  python scripts/resume_bench.py make OUT --parts 50000 [--rows 20]   # OUT: a directory or s3://bucket/prefix
-      [--finished N]   # also run.json, _SUCCESS and OUT-qrels.parquet (every N-th query judged): for eval, export
-  python scripts/resume_bench.py time OUT [--requests MOTO_LOG]       # MOTO_LOG: moto's request log, to count
+  python -m batchrank.bench.resume_bench make OUT --parts 50000 [--rows 20] [--processes N]
+      # OUT: a directory or s3://bucket/prefix; --finished N: also run.json, _SUCCESS and OUT-qrels.parquet
+      # (every N-th query judged), for eval, export and the report
+  python -m batchrank.bench.resume_bench time OUT [--requests MOTO_LOG] [--skip-footers]
+      # MOTO_LOG: moto's request log, to count each step's requests
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def _finish(root: str, parts: int, rows: int, judged_every: int) -> None:
 
 
 def make(root: str, parts: int, rows: int, processes: int, finished: int | None = None) -> None:
+    """Fabricate OUT as a job leaves it after `parts` chunks of `rows` (finished: also run.json, _SUCCESS, qrels)."""
     layout = OutputLayout(root)
     chunks = [Chunk(i, i * rows, rows) for i in range(parts)]
     write_manifest(layout, Manifest({"input.files": [], "fabricated": True}, chunks, parts * rows, None,
@@ -173,6 +176,7 @@ def _status(root: str, log: str | None, results: dict, label: str) -> None:
 
 
 def time_all(root: str, log: str | None, footers: bool) -> dict:
+    """Time the resume check and `batchrank status` with the ledger as left, compacted, and (footers) without it."""
     files = len(OutputLayout(root).ledger.list_files(".json", recursive=False))
     label = f"ledger in {files} files"
     results: dict = {f"resume ({label})": _resume(root, log)}
@@ -191,8 +195,9 @@ def time_all(root: str, log: str | None, footers: bool) -> dict:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> None:
+    """make: fabricate the output; time: time each step and print one line a step."""
+    parser = argparse.ArgumentParser(prog="python -m batchrank.bench.resume_bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     made = commands.add_parser("make")
     made.add_argument("output")
@@ -205,7 +210,7 @@ def main() -> None:
     timed.add_argument("output")
     timed.add_argument("--requests", help="moto server's request log: count the requests of each step")
     timed.add_argument("--skip-footers", action="store_true", help="do not time the check without the ledger")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "make":
         make(args.output, args.parts, args.rows, args.processes, args.finished)
     else:
@@ -214,4 +219,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
