@@ -126,9 +126,9 @@ def validate(job: str, overrides: tuple[str, ...]) -> None:
 
     from batchrank import scoring
     from batchrank.console import print_input_report, print_model_facts
-    from batchrank.io.spill import scratch_directory
-    from batchrank.io.validate import check_rows, raise_if_nothing_left, raise_on_problems
-    from batchrank.job.preflight import check_job
+    from batchrank.planning.preflight import check_job
+    from batchrank.planning.spill import scratch_directory
+    from batchrank.planning.validate import check_rows, raise_if_nothing_left, raise_on_problems
     from batchrank.spec import load_spec
 
     spec = load_spec(job, overrides)

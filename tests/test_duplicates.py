@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-import batchrank.io.duplicates as duplicates
-from batchrank.io.duplicates import CandidateSpill, HashSpill, pair_hash, partition_count
-from batchrank.io.reject_runs import RejectRuns
+import batchrank.planning.duplicates as duplicates
 from batchrank.io.rejects import DUPLICATE_REASON
+from batchrank.planning.duplicates import CandidateSpill, HashSpill, pair_hash, partition_count
+from batchrank.planning.reject_runs import RejectRuns
 
 
 def test_partitions_are_powers_of_two_that_fit_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:

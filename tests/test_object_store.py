@@ -32,8 +32,8 @@ import pytest
 import batchrank.output.lease as lease_module
 from batchrank import storage
 from batchrank.errors import CheckpointError, SpecError
-from batchrank.job.preflight import check_output_outside_input
 from batchrank.output.lease import Lease
+from batchrank.planning.preflight import check_output_outside_input
 from batchrank.spec import parse_spec
 from batchrank.storage import StoragePath
 from conftest import BATCHRANK, make_pairs, run_cli, write_job, write_parquet

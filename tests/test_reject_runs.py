@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from batchrank.io.reject_runs import RowCursor, merge_sorted
+from batchrank.planning.reject_runs import RowCursor, merge_sorted
 
 
 def test_runs_merge_in_order_whatever_their_batches() -> None:

@@ -29,9 +29,9 @@ sys.path.insert(0, {tests!r})
 import batchrank.io.batches as batches
 batches.BATCH_ROWS = {batch_rows}
 from fake_scorer import FakeScorerFactory
-from batchrank.fingerprint import job_fingerprint
-from batchrank.job.planning import make_plan
-from batchrank.job.preflight import check_job
+from batchrank.planning.fingerprint import job_fingerprint
+from batchrank.planning.job_plan import make_plan
+from batchrank.planning.preflight import check_job
 from batchrank.output.layout import OutputLayout
 from batchrank.spec import load_spec
 spec = load_spec(sys.argv[1])

@@ -13,8 +13,9 @@ import pytest
 
 from batchrank.errors import SpecError
 from batchrank.io.input import open_input
+from batchrank.output.layout import SOURCE_ROW
+from batchrank.planning.staging import STAGED_ROW_GROUP_ROWS, bucket_of_ranks, stage_grouped_copy
 from batchrank.spec import InputSpec, parse_spec
-from batchrank.staging import SOURCE_ROW, STAGED_ROW_GROUP_ROWS, bucket_of_ranks, stage_grouped_copy
 from batchrank.storage import StoragePath
 from conftest import make_pairs, write_parquet
 

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 import batchrank.io.batches as batches
-import batchrank.io.duplicates as duplicates
+import batchrank.planning.duplicates as duplicates
 from batchrank.io.input import open_input
 from batchrank.io.rejects import DUPLICATE_REASON, TOO_LONG_REASON
-from batchrank.io.validate import RowCheck, check_rows
+from batchrank.planning.validate import RowCheck, check_rows
 from batchrank.spec import InputSpec
 from conftest import make_pairs, write_parquet
 

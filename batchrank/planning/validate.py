@@ -19,13 +19,20 @@ import polars as pl
 
 from batchrank.errors import InputDataError
 from batchrank.io.batches import input_batches, row_numbers
-from batchrank.io.duplicates import HashSpill, pair_hash, partition_count
 from batchrank.io.input import InputFiles
-from batchrank.io.query_facts import QueryFactsBuilder, contiguous
-from batchrank.io.reject_runs import ROW_CHECKS_RUN, RejectRuns
 from batchrank.io.rejects import DUPLICATE_REASON, TOO_LONG_REASON, summarize_counts
-from batchrank.io.row_checks import ROW_CHECKS, CheckTally, FirstRow, LengthHistogram, check_columns, reason_column
-from batchrank.io.second_pass import SecondPass, long_queries, second_pass
+from batchrank.planning.duplicates import HashSpill, pair_hash, partition_count
+from batchrank.planning.query_facts import QueryFactsBuilder, contiguous
+from batchrank.planning.reject_runs import ROW_CHECKS_RUN, RejectRuns
+from batchrank.planning.row_checks import (
+    ROW_CHECKS,
+    CheckTally,
+    FirstRow,
+    LengthHistogram,
+    check_columns,
+    reason_column,
+)
+from batchrank.planning.second_pass import SecondPass, long_queries, second_pass
 
 TooLongCheck = Callable[[list[str]], list[int]]  # positions of the query texts whose prompt leaves no room
 TOO_LONG_HINT = "; raise it, shorten the query, or set input.on_bad_rows: skip"

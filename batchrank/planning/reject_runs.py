@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from batchrank.io.input import InputFiles
 from batchrank.io.rejects import REJECTS_COLUMNS
-from batchrank.io.spill import FrameSpill
+from batchrank.planning.spill import FrameSpill
 
 RUN_COLUMNS = ("input_row", "query_id", "doc_id", "reason")
 ROW_CHECKS_RUN, TOO_LONG_RUN, FIRST_DUPLICATES_RUN = 0, 1, 2

@@ -12,18 +12,18 @@ from typing import Any
 import polars as pl
 
 from batchrank.errors import CheckpointError, RunFailure
-from batchrank.fingerprint import check_resumable
 from batchrank.io.input import InputFiles
 from batchrank.io.rejects import check_plan_rejects
-from batchrank.io.spill import scratch_directory
-from batchrank.io.validate import RowCheck, check_rows, raise_if_nothing_left, raise_on_problems
-from batchrank.job.preflight import Checked
 from batchrank.output.checkpoint import clear
 from batchrank.output.layout import OutputLayout
 from batchrank.output.manifest import Manifest, read_manifest, write_manifest
 from batchrank.plan import cut_chunks
+from batchrank.planning.fingerprint import check_resumable
+from batchrank.planning.preflight import Checked
+from batchrank.planning.spill import scratch_directory
+from batchrank.planning.staging import stage_grouped_copy
+from batchrank.planning.validate import RowCheck, check_rows, raise_if_nothing_left, raise_on_problems
 from batchrank.scoring.base import ScorerFactory
-from batchrank.staging import stage_grouped_copy
 
 log = logging.getLogger("batchrank")
 

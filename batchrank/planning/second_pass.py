@@ -21,11 +21,11 @@ import numpy as np
 import polars as pl
 
 from batchrank.io.batches import input_batches, row_numbers
-from batchrank.io.duplicates import CandidateSpill, pair_hash
 from batchrank.io.input import InputFiles
-from batchrank.io.reject_runs import ROW_CHECKS_RUN, TOO_LONG_RUN, RejectRuns, RowCursor
 from batchrank.io.rejects import TOO_LONG_REASON
-from batchrank.io.row_checks import CheckTally, FirstRow
+from batchrank.planning.duplicates import CandidateSpill, pair_hash
+from batchrank.planning.reject_runs import ROW_CHECKS_RUN, TOO_LONG_RUN, RejectRuns, RowCursor
+from batchrank.planning.row_checks import CheckTally, FirstRow
 
 
 def long_queries(facts: pl.DataFrame, too_long: Callable[[list[str]], list[int]] | None) -> pl.DataFrame:

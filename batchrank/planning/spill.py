@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from batchrank.io.background import SerialWriter
+from batchrank.planning.background import SerialWriter
 
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from batchrank.io.spill import compact_arrow
+from batchrank.planning.spill import compact_arrow
 
 _MERGE_AT_LEAST = 1 << 20  # partial facts held before a merge, at least
 

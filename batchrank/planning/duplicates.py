@@ -19,10 +19,10 @@ import numpy as np
 import polars as pl
 
 from batchrank.io.batches import row_numbers
-from batchrank.io.reject_runs import FIRST_DUPLICATES_RUN, RejectRuns
 from batchrank.io.rejects import DUPLICATE_REASON
-from batchrank.io.row_checks import FirstRow
-from batchrank.io.spill import FrameSpill
+from batchrank.planning.reject_runs import FIRST_DUPLICATES_RUN, RejectRuns
+from batchrank.planning.row_checks import FirstRow
+from batchrank.planning.spill import FrameSpill
 
 PAIR_HASH_SEED = 0x62617463  # fixed: both passes must hash a pair alike
 PARTITION_PAIRS = 1 << 23  # hashes per partition file (64 MiB) when the partitions are checked

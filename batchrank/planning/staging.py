@@ -18,14 +18,14 @@ import polars as pl
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from batchrank.io.background import SerialWriter
 from batchrank.io.batches import input_batches, row_numbers
 from batchrank.io.input import InputFiles
-from batchrank.io.reject_runs import RowCursor
-from batchrank.io.spill import FrameSpill
+from batchrank.output.layout import SOURCE_ROW
+from batchrank.planning.background import SerialWriter
+from batchrank.planning.reject_runs import RowCursor
+from batchrank.planning.spill import FrameSpill
 from batchrank.storage import StoragePath
 
-SOURCE_ROW = "__batchrank_source_row"  # a staged row's global row number in the input (names file and row)
 # Row groups of the staged copy: a chunk is read by the row groups that hold it, so smaller ones cost less.
 STAGED_ROW_GROUP_ROWS = 10_000
 # A bucket in memory takes about this many times the size of its rows as the input's first batch measures them
