@@ -1,4 +1,4 @@
-"""io/validate.py: the streaming row checks give the messages, statistics, query sizes and rejects that the
+"""planning/validate.py: the streaming row checks give the messages, statistics, query sizes and rejects that the
 in-memory per-pair index gave (the expected values below are what it printed), whatever the batch size, the number
 of hash partitions or the hash's width (a tiny hash: every pair collides, the real ids decide)."""
 

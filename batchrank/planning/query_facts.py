@@ -1,5 +1,10 @@
 """Per-query facts gathered batch by batch, in memory that follows the number of queries, not of pairs: each
-query's rows that pass the row checks (how many, the first and the last), and the query text of its first one.
+query's rows that are kept (how many, the first and the last), and, from the row pass, the query text of its first
+one (for the too-long check).
+
+The plan's query sizes are these facts over the input less the reject stream's rows: the row pass gathers them over
+the rows that pass the row checks, which is that whenever no later check rejects a row; otherwise
+`facts_of_rows_left` gathers them again in one pass over query_id, leaving out every row the stream holds.
 
 Each batch is aggregated on its own; the partial facts are merged whenever they outgrow the merged ones, so the
 merging costs O(rows) over the input (geometric batching) while holding O(queries) rows.
@@ -7,30 +12,42 @@ merging costs O(rows) over the input (geometric batching) while holding O(querie
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
 import polars as pl
 
+from batchrank.io.batches import input_batches
+from batchrank.io.input import InputFiles
+from batchrank.planning.reject_stream import RowCursor
 from batchrank.planning.spill import compact_arrow
 
 _MERGE_AT_LEAST = 1 << 20  # partial facts held before a merge, at least
 
 
 class QueryFactsBuilder:
-    def __init__(self, id_type: pl.DataType) -> None:
-        self.id_type = id_type
+    """Facts over the rows kept: query_id, rows, first, last, and with `texts` the first row's text; with
+    `all_ids`, the number of distinct query_id values of every row too (`finish`)."""
+
+    def __init__(self, id_type: pl.DataType, texts: bool = True, all_ids: bool = True) -> None:
+        self.id_type, self.texts, self.all_ids = id_type, texts, all_ids
         self.merged: pl.DataFrame | None = None
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
         self.other_ids: list[pl.Series] = []  # ids of queries seen only in rows that fail a check (so far)
 
-    def add(self, offset: int, batch: pl.DataFrame, bad: pl.Series | None) -> None:
-        """One batch (query_id, query, in input order); `bad` marks its rows that fail a row check."""
-        rows = batch.select("query_id", "query").with_row_index("_i")
-        if bad is not None and bad.any():
-            self.other_ids.append(compact_strings(rows.filter(bad).select(pl.col("query_id").unique()))["query_id"])
-            rows = rows.filter(~bad)
+    def add(self, offset: int, batch: pl.DataFrame, left_out: pl.Series | None) -> None:
+        """One batch (query_id and, with texts, query; in input order); `left_out` marks rows not kept."""
+        rows = batch.select("query_id", *(["query"] if self.texts else [])).with_row_index("_i")
+        if left_out is not None and left_out.any():
+            if self.all_ids:
+                ids = rows.filter(left_out).select(pl.col("query_id").unique())
+                self.other_ids.append(compact_strings(ids)["query_id"])
+            rows = rows.filter(~left_out)
         facts = rows.group_by("query_id").agg(
             pl.len().cast(pl.UInt64).alias("rows"), (pl.col("_i").first().cast(pl.Int64) + offset).alias("first"),
-            (pl.col("_i").last().cast(pl.Int64) + offset).alias("last"), pl.col("query").first().alias("text"),
+            (pl.col("_i").last().cast(pl.Int64) + offset).alias("last"),
+            *([pl.col("query").first().alias("text")] if self.texts else []),
         )
         self.pending.append(compact_strings(facts))
         self.pending_rows += facts.height
@@ -43,7 +60,7 @@ class QueryFactsBuilder:
         parts = ([self.merged] if self.merged is not None else []) + self.pending
         self.merged = pl.concat(parts).group_by("query_id").agg(
             pl.col("rows").sum(), pl.col("first").min(), pl.col("last").max(),
-            pl.col("text").get(pl.col("first").arg_min()),
+            *([pl.col("text").get(pl.col("first").arg_min())] if self.texts else []),
         )
         self.pending, self.pending_rows = [], 0
         if len(self.other_ids) > 1:
@@ -54,8 +71,8 @@ class QueryFactsBuilder:
         number of distinct query_id values of the whole input (null counts as one, as polars' n_unique has it)."""
         self._merge()
         if self.merged is None:
-            schema = {"query_id": self.id_type, "rows": pl.UInt64, "first": pl.Int64, "last": pl.Int64,
-                      "text": pl.String}
+            schema = {"query_id": self.id_type, "rows": pl.UInt64, "first": pl.Int64, "last": pl.Int64}
+            schema |= {"text": pl.String} if self.texts else {}
             return pl.DataFrame(schema=schema), _distinct(self.other_ids)
         facts = self.merged.sort("first")
         return facts, _distinct([facts["query_id"], *self.other_ids])
@@ -73,6 +90,16 @@ def compact_strings(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _distinct(ids: list[pl.Series]) -> int:
     return pl.concat(ids).n_unique() if ids else 0
+
+
+def facts_of_rows_left(files: InputFiles, rejected: Iterator[np.ndarray]) -> pl.DataFrame:
+    """The facts (query_id, rows, first, last) of the input's rows that are not among `rejected` (ascending input
+    row numbers), in one pass over the query_id column."""
+    builder = QueryFactsBuilder(files.schema[files.spec.column("query_id")], texts=False, all_ids=False)
+    left_out = RowCursor(rejected)
+    for offset, batch in input_batches(files, ["query_id"]):
+        builder.add(offset, batch, pl.Series(left_out.mask(offset, batch.height)))
+    return builder.finish()[0]
 
 
 def contiguous(facts: pl.DataFrame) -> bool:

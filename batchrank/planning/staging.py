@@ -22,7 +22,7 @@ from batchrank.io.batches import input_batches, row_numbers
 from batchrank.io.input import InputFiles
 from batchrank.output.layout import SOURCE_ROW
 from batchrank.planning.background import SerialWriter
-from batchrank.planning.reject_runs import RowCursor
+from batchrank.planning.reject_stream import RowCursor
 from batchrank.planning.spill import FrameSpill
 from batchrank.storage import StoragePath
 

@@ -1,41 +1,30 @@
-"""Row checks and statistics of the whole input, streamed: the memory they take follows the number of queries, not
-the number of pairs.
+"""Every row of the input checked, streamed: the memory it takes follows the number of queries, not the number of
+pairs. The checks emit their decisions into one reject stream (reject_stream.py); the query sizes of the plan are
+the input less that stream.
 
-The first pass reads the input in record batches: the row checks (row_checks.py), text lengths, per-query facts
-(query_facts.py) and a hash of every pair spilled to local disk (duplicates.py). A second pass runs only when the
-first found a repeated pair hash or a query too long for the model: it reads the ids (and the query texts) again to
-confirm duplicates on the real ids and to find the rows of the queries too long (second_pass.py). Rejected rows
-stay on local scratch disk, in input order (reject_runs.py), until the plan writes them.
+The row pass (row_pass.py) reads every row once: the row checks, text lengths, per-query facts and a hash of every
+pair. A second pass (second_pass.py) runs only when the row pass found a repeated pair hash or a query too long
+(too_long.py): it reads the ids (and the query texts) again to reject the too-long rows and to confirm duplicates on
+the real ids. Rejected rows stay on local scratch disk, in input order, until the plan writes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from batchrank.errors import InputDataError
-from batchrank.io.batches import input_batches, row_numbers
 from batchrank.io.input import InputFiles
 from batchrank.io.rejects import DUPLICATE_REASON, TOO_LONG_REASON, summarize_counts
-from batchrank.planning.duplicates import HashSpill, pair_hash, partition_count
-from batchrank.planning.query_facts import QueryFactsBuilder, contiguous
-from batchrank.planning.reject_runs import ROW_CHECKS_RUN, RejectRuns
-from batchrank.planning.row_checks import (
-    ROW_CHECKS,
-    CheckTally,
-    FirstRow,
-    LengthHistogram,
-    check_columns,
-    reason_column,
-)
-from batchrank.planning.second_pass import SecondPass, long_queries, second_pass
-
-TooLongCheck = Callable[[list[str]], list[int]]  # positions of the query texts whose prompt leaves no room
-TOO_LONG_HINT = "; raise it, shorten the query, or set input.on_bad_rows: skip"
+from batchrank.planning.query_facts import contiguous, facts_of_rows_left
+from batchrank.planning.reject_stream import RejectStream
+from batchrank.planning.row_checks import ROW_CHECKS, FirstRow
+from batchrank.planning.row_pass import ROW_CHECKS_RUN, RowPass, row_pass
+from batchrank.planning.second_pass import SecondPass, second_pass
+from batchrank.planning.too_long import TOO_LONG_HINT, TooLongCheck, long_queries
 
 
 @dataclass
@@ -52,16 +41,36 @@ class InputReport:
 
 @dataclass
 class RowCheck:
-    """Every row checked: the report, and what a plan needs to know about the rows it will score."""
+    """Every row checked: the report, the reject stream, and the queries the plan scores."""
 
     report: InputReport
-    queries: pl.DataFrame  # query_id, rows (to score): queries in order of their first scored row
-    contiguous: bool  # each query's rows to score are one contiguous run of the input (nothing left out)
-    rejects: RejectRuns | None  # under `skip`: the rows not scored, on local scratch disk, in input order
+    files: InputFiles
+    on_bad_rows: str
+    stream: RejectStream  # every check's decisions (under `error` too, where the report's problems stop the job)
+    kept_facts: pl.DataFrame  # the row pass's facts: over the rows that pass the row checks
+
+    @property
+    def rejects(self) -> RejectStream | None:
+        """Under `skip`, when it rejects any row: the rows not scored, on local scratch disk, in input order."""
+        return self.stream if self.on_bad_rows == "skip" and self.stream.total else None
+
+    @cached_property
+    def queries(self) -> pl.DataFrame:
+        """query_id, rows: each query's rows in the input less the rejected ones, queries in order of their first
+        row left (those left with none are not there). The row pass's facts are exactly that when only the row
+        checks rejected rows; otherwise one more pass over query_id computes them (facts_of_rows_left)."""
+        later = self.rejected_rows - self.stream.runs[ROW_CHECKS_RUN].rows
+        facts = facts_of_rows_left(self.files, self.stream.rows()) if self.rejects and later else self.kept_facts
+        return facts.select("query_id", pl.col("rows").cast(pl.Int64))
 
     @property
     def query_sizes(self) -> list[int]:
         return self.queries["rows"].to_list()
+
+    @property
+    def contiguous(self) -> bool:
+        """Each query's rows to score are one contiguous run of the input (nothing left out): no staged copy."""
+        return self.rejects is None and contiguous(self.kept_facts)
 
     @property
     def rejected_rows(self) -> int:
@@ -76,47 +85,13 @@ class RowCheck:
         return summarize_counts(self.rejected_by_reason)
 
 
-@dataclass
-class FirstPass:
-    rows: int
-    tally: CheckTally
-    query_chars: LengthHistogram
-    doc_chars: LengthHistogram
-    facts: pl.DataFrame  # query_id, rows, first, last, text: over rows passing the row checks, in first-row order
-    queries: int  # distinct query_id values of every row
-    repeated: np.ndarray  # pair hashes seen more than once
-
-
-def first_pass(files: InputFiles, scratch: Path, runs: RejectRuns, hash_bits: int) -> FirstPass:
-    tally, query_chars, doc_chars = CheckTally(), LengthHistogram(), LengthHistogram()
-    facts = QueryFactsBuilder(files.schema[files.spec.column("query_id")])
-    hashes = HashSpill(scratch / "hashes", sum(files.num_rows))
-    columns = ["query_id", "doc_id", "query", *check_columns(), pair_hash(hash_bits).alias("_hash")]
-    rows = 0
-    for offset, batch in input_batches(files, columns):
-        bad = tally.add(offset, batch)
-        query_chars.add(batch["_query_chars"])
-        doc_chars.add(batch["_doc_chars"])
-        facts.add(offset, batch, bad)
-        hashes.add(batch["_hash"].to_numpy())
-        if bad.any():
-            rejected = batch.filter(bad).with_columns(
-                row_numbers(offset, batch.height).filter(bad),
-                reason_column().alias("reason"))
-            runs.add(ROW_CHECKS_RUN, rejected)
-        rows = offset + batch.height
-    runs.spill.finish(ROW_CHECKS_RUN)
-    merged, queries = facts.finish()
-    return FirstPass(rows, tally, query_chars, doc_chars, merged, queries, hashes.repeated())
-
-
 def _problem(files: InputFiles, what: str, first: FirstRow) -> str:
     path, row = files.locate(first.row)
     more = f" (and {first.count - 1} more row(s))" if first.count > 1 else ""
     return f"{path} row {row} (query_id {first.query_id!r}, doc_id {first.doc_id!r}): {what}{more}"
 
 
-def _problems(files: InputFiles, first: FirstPass, second: SecondPass | None) -> list[str]:
+def _problems(files: InputFiles, first: RowPass, second: SecondPass | None) -> list[str]:
     found = [_problem(files, what, first.tally.found[what]) for what in ROW_CHECKS if what in first.tally.found]
     if second is not None and second.duplicate is not None:  # a repeated pair names its later copy
         found.append(_problem(files, DUPLICATE_REASON, second.duplicate))
@@ -128,24 +103,19 @@ def _problems(files: InputFiles, first: FirstPass, second: SecondPass | None) ->
 def check_rows(files: InputFiles, on_bad_rows: str, scratch: Path, too_long: TooLongCheck | None = None,
                hash_bits: int = 64) -> RowCheck:
     """Check every row of the input: nulls, blanks, repeated pairs and, with `too_long`, queries whose prompt cannot
-    fit. Under `error` the caller raises on the report's problems; under `skip` the bad rows are kept as rejects
-    (files under `scratch`, which must outlive the RowCheck) and left out of the query sizes."""
-    runs = RejectRuns(scratch / "rejects", partition_count(sum(files.num_rows)))
-    first = first_pass(files, scratch, runs, hash_bits)
+    fit. Under `error` the caller raises on the report's problems; under `skip` the bad rows are the rejects
+    (files under `scratch`, which must outlive the RowCheck) and are left out of the query sizes."""
+    stream = RejectStream(scratch / "rejects")
+    first = row_pass(files, scratch, stream.run(ROW_CHECKS_RUN, share=0.5), hash_bits)
     long = long_queries(first.facts, too_long)
     second = None
-    if first.repeated.size or long.height:
-        second = second_pass(files, scratch, runs, first.repeated, long, hash_bits)
-    runs.close()
+    if first.repeated.rows or long.height:
+        second = second_pass(files, scratch, stream, stream.runs[ROW_CHECKS_RUN], first.repeated, long, hash_bits)
+    stream.close()
     report = InputReport(rows=first.rows, queries=first.queries, files=len(files.paths),
                          query_chars=first.query_chars.stats(), doc_chars=first.doc_chars.stats(),
                          problems=_problems(files, first, second))
-    if on_bad_rows != "skip" or not runs.total:
-        queries = first.facts.select("query_id", pl.col("rows").cast(pl.Int64))
-        return RowCheck(report, queries, contiguous(first.facts), None)
-    facts = first.facts if second is None else second.adjust(first.facts)
-    queries = facts.filter(pl.col("rows") > 0).sort("first").select("query_id", pl.col("rows").cast(pl.Int64))
-    return RowCheck(report, queries, False, runs)  # with rows left out, the rows to score are staged
+    return RowCheck(report, files, on_bad_rows, stream, first.facts)
 
 
 def raise_on_problems(report: InputReport) -> None:

@@ -1,0 +1,52 @@
+"""The row pass: every row of the input read once, in batches. Each batch's row checks (row_checks.py) tally the
+problems and emit the failing rows into the reject stream's run "row checks"; the text lengths go into histograms;
+the rows that pass gather the per-query facts (query_facts.py); and a hash of every pair is spilled to local disk
+to find repeated pairs afterwards (duplicates.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from batchrank.io.batches import input_batches
+from batchrank.io.input import InputFiles
+from batchrank.planning.duplicates import HashSpill, Repeated, pair_hash
+from batchrank.planning.query_facts import QueryFactsBuilder
+from batchrank.planning.reject_stream import RejectRun, decisions
+from batchrank.planning.row_checks import CheckTally, LengthHistogram, check_columns, reason_column
+
+ROW_CHECKS_RUN = "row checks"
+
+
+@dataclass
+class RowPass:
+    rows: int
+    tally: CheckTally
+    query_chars: LengthHistogram
+    doc_chars: LengthHistogram
+    facts: pl.DataFrame  # query_id, rows, first, last, text: over rows passing the row checks, in first-row order
+    queries: int  # distinct query_id values of every row
+    repeated: Repeated  # pair hashes seen more than once
+
+
+def row_pass(files: InputFiles, scratch: Path, run: RejectRun, hash_bits: int) -> RowPass:
+    """Read every row once; the rows failing a row check go to `run` (finished here)."""
+    tally, query_chars, doc_chars = CheckTally(), LengthHistogram(), LengthHistogram()
+    facts = QueryFactsBuilder(files.schema[files.spec.column("query_id")])
+    hashes = HashSpill(scratch / "hashes", sum(files.num_rows))
+    columns = ["query_id", "doc_id", "query", *check_columns(), pair_hash(hash_bits).alias("_hash")]
+    rows = 0
+    for offset, batch in input_batches(files, columns):
+        bad = tally.add(offset, batch)
+        query_chars.add(batch["_query_chars"])
+        doc_chars.add(batch["_doc_chars"])
+        facts.add(offset, batch, bad)
+        hashes.add(batch["_hash"].to_numpy())
+        if bad.any():
+            run.emit(decisions(batch, offset, bad, reason_column()))
+        rows = offset + batch.height
+    run.finish()
+    merged, queries = facts.finish()
+    return RowPass(rows, tally, query_chars, doc_chars, merged, queries, hashes.repeated())
