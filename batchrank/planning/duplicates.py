@@ -26,7 +26,7 @@ from batchrank.planning.row_checks import FirstRow
 from batchrank.planning.spill import FrameSpill
 
 PAIR_HASH_SEED = 0x62617463  # fixed: both passes must hash a pair alike
-PARTITION_PAIRS = 1 << 23  # hashes per partition file (64 MiB) when the partitions are checked
+PARTITION_PAIRS = 1 << 23  # hashes per partition file (64 MiB) when the partitions are checked, at most
 # A candidate row (its ids, input row and flag) takes about as much memory as this many hashes.
 CANDIDATE_HASHES = 8
 
@@ -37,9 +37,11 @@ def pair_hash(bits: int = 64) -> pl.Expr:
     return hashed if bits >= 64 else hashed & pl.lit((1 << bits) - 1, dtype=pl.UInt64)
 
 
-def partition_count(rows: int) -> int:
-    """A power of two, so that each partition holds about PARTITION_PAIRS hashes or fewer."""
-    wanted = max(1, -(-rows // PARTITION_PAIRS))
+def partition_count(rows: int, per_partition: int | None = None) -> int:
+    """A power of two, so that each partition holds about `per_partition` hashes or fewer (PARTITION_PAIRS at
+    most)."""
+    most = min(PARTITION_PAIRS, per_partition or PARTITION_PAIRS)
+    wanted = max(1, -(-rows // most))
     return 1 << (wanted - 1).bit_length()
 
 
@@ -54,10 +56,10 @@ class Repeated:
 class HashSpill:
     """Every pair's hash, spilled to partition files; `repeated()` checks them one partition at a time."""
 
-    def __init__(self, directory: Path, rows: int):
+    def __init__(self, directory: Path, rows: int, per_partition: int | None = None):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.partitions = partition_count(rows)
+        self.partitions = partition_count(rows, per_partition)
         self._files: list[BinaryIO] = [open(self._path(i), "wb") for i in range(self.partitions)]  # noqa: SIM115
 
     def _path(self, index: int) -> Path:
@@ -98,10 +100,11 @@ class CandidateSpill:
     """Second pass: rows whose pair hash is repeated, spilled by hash partition with their real ids; `confirm()`
     checks each partition on the ids."""
 
-    def __init__(self, directory: Path, repeated: np.ndarray, rows: int):
-        """`rows`: how many rows will be added (Repeated.rows), which sets the number of partitions."""
+    def __init__(self, directory: Path, repeated: np.ndarray, rows: int, per_partition: int | None = None):
+        """`rows`: how many rows will be added (Repeated.rows); with `per_partition` (in hashes' room) they set the
+        number of partitions."""
         self.repeated = pl.Series("_hash", repeated, dtype=pl.UInt64)
-        self.partitions = partition_count(rows * CANDIDATE_HASHES)
+        self.partitions = partition_count(rows * CANDIDATE_HASHES, per_partition)
         self.spill = FrameSpill(directory, self.partitions, "candidates")
 
     def add(self, offset: int, batch: pl.DataFrame, hashes: pl.Series, eligible: pl.Series) -> None:

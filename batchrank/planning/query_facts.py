@@ -22,18 +22,18 @@ from batchrank.io.input import InputFiles
 from batchrank.planning.reject_stream import RowCursor
 from batchrank.planning.spill import compact_arrow
 
-_MERGE_AT_LEAST = 1 << 20  # partial facts held before a merge, at least
-
 
 class QueryFactsBuilder:
     """Facts over the rows kept: query_id, rows, first, last, and with `texts` the first row's text; with
     `all_ids`, the number of distinct query_id values of every row too (`finish`)."""
 
-    def __init__(self, id_type: pl.DataType, texts: bool = True, all_ids: bool = True) -> None:
-        self.id_type, self.texts, self.all_ids = id_type, texts, all_ids
+    def __init__(self, id_type: pl.DataType, batch_bytes: int, texts: bool = True, all_ids: bool = True) -> None:
+        """`batch_bytes`: partial facts held before a merge, at least (the bytes of a batch read)."""
+        self.id_type, self.merge_at_least, self.texts, self.all_ids = id_type, batch_bytes, texts, all_ids
         self.merged: pl.DataFrame | None = None
+        self.merged_bytes = 0
         self.pending: list[pl.DataFrame] = []
-        self.pending_rows = 0
+        self.pending_bytes = 0
         self.other_ids: list[pl.Series] = []  # ids of queries seen only in rows that fail a check (so far)
 
     def add(self, offset: int, batch: pl.DataFrame, left_out: pl.Series | None) -> None:
@@ -50,8 +50,8 @@ class QueryFactsBuilder:
             *([pl.col("query").first().alias("text")] if self.texts else []),
         )
         self.pending.append(compact_strings(facts))
-        self.pending_rows += facts.height
-        if self.pending_rows >= max(_MERGE_AT_LEAST, self.merged.height if self.merged is not None else 0):
+        self.pending_bytes += self.pending[-1].estimated_size()
+        if self.pending_bytes >= max(self.merge_at_least, self.merged_bytes):
             self._merge()
 
     def _merge(self) -> None:
@@ -62,7 +62,8 @@ class QueryFactsBuilder:
             pl.col("rows").sum(), pl.col("first").min(), pl.col("last").max(),
             *([pl.col("text").get(pl.col("first").arg_min())] if self.texts else []),
         )
-        self.pending, self.pending_rows = [], 0
+        self.pending, self.pending_bytes = [], 0
+        self.merged_bytes = self.merged.estimated_size()
         if len(self.other_ids) > 1:
             self.other_ids = [pl.concat(self.other_ids).unique()]
 
@@ -92,12 +93,12 @@ def _distinct(ids: list[pl.Series]) -> int:
     return pl.concat(ids).n_unique() if ids else 0
 
 
-def facts_of_rows_left(files: InputFiles, rejected: Iterator[np.ndarray]) -> pl.DataFrame:
+def facts_of_rows_left(files: InputFiles, rejected: Iterator[np.ndarray], batch_bytes: int) -> pl.DataFrame:
     """The facts (query_id, rows, first, last) of the input's rows that are not among `rejected` (ascending input
     row numbers), in one pass over the query_id column."""
-    builder = QueryFactsBuilder(files.schema[files.spec.column("query_id")], texts=False, all_ids=False)
+    builder = QueryFactsBuilder(files.schema[files.spec.column("query_id")], batch_bytes, texts=False, all_ids=False)
     left_out = RowCursor(rejected)
-    for offset, batch in input_batches(files, ["query_id"]):
+    for offset, batch in input_batches(files, ["query_id"], batch_bytes):
         builder.add(offset, batch, pl.Series(left_out.mask(offset, batch.height)))
     return builder.finish()[0]
 

@@ -23,7 +23,8 @@ from batchrank.io.rejects import REJECTS_COLUMNS
 from batchrank.planning.spill import FrameSpill
 
 DECISION_COLUMNS = ("input_row", "query_id", "doc_id", "reason")
-# Rows held in all while the runs are merged (one stored piece of each run): a run stores pieces of its share.
+# Rows held in all while the runs are merged (one stored piece of each run), by default: a run stores pieces of
+# its share.
 MERGE_ROWS = 1 << 18
 _PIECE_ROWS_AT_LEAST = 1 << 8
 
@@ -67,18 +68,18 @@ class RejectRun:
 class RejectStream:
     """The named runs of every check, and the counts of their decisions per reason."""
 
-    def __init__(self, directory: Path):
-        self.directory = directory
+    def __init__(self, directory: Path, merge_rows: int = MERGE_ROWS):
+        self.directory, self.merge_rows = directory, merge_rows
         self.runs: dict[str, RejectRun] = {}
         self.counts: dict[str, int] = {}
 
     def run(self, name: str, share: float = 0.5) -> RejectRun:
-        """A new run for the check `name` (each name once), taking `share` of MERGE_ROWS while merged (the shares
-        of every run add up to at most 1)."""
+        """A new run for the check `name` (each name once), taking `share` of `merge_rows` while merged (the
+        shares of every run add up to at most 1)."""
         if name in self.runs:
             raise ValueError(f"the reject stream already has a run named {name!r}")
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-        piece_rows = max(_PIECE_ROWS_AT_LEAST, int(MERGE_ROWS * share))
+        piece_rows = max(_PIECE_ROWS_AT_LEAST, int(self.merge_rows * share))
         self.runs[name] = RejectRun(self, name, FrameSpill(self.directory, 1, f"rejects-{slug}"), piece_rows)
         return self.runs[name]
 

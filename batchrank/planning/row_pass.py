@@ -13,6 +13,7 @@ import polars as pl
 from batchrank.io.batches import input_batches
 from batchrank.io.input import InputFiles
 from batchrank.planning.duplicates import HashSpill, Repeated, pair_hash
+from batchrank.planning.memory import PlanMemory
 from batchrank.planning.query_facts import QueryFactsBuilder
 from batchrank.planning.reject_stream import RejectRun, decisions
 from batchrank.planning.row_checks import CheckTally, LengthHistogram, check_columns, reason_column
@@ -31,14 +32,14 @@ class RowPass:
     repeated: Repeated  # pair hashes seen more than once
 
 
-def row_pass(files: InputFiles, scratch: Path, run: RejectRun, hash_bits: int) -> RowPass:
+def row_pass(files: InputFiles, scratch: Path, run: RejectRun, hash_bits: int, memory: PlanMemory) -> RowPass:
     """Read every row once; the rows failing a row check go to `run` (finished here)."""
     tally, query_chars, doc_chars = CheckTally(), LengthHistogram(), LengthHistogram()
-    facts = QueryFactsBuilder(files.schema[files.spec.column("query_id")])
-    hashes = HashSpill(scratch / "hashes", sum(files.num_rows))
+    facts = QueryFactsBuilder(files.schema[files.spec.column("query_id")], memory.batch_bytes)
+    hashes = HashSpill(scratch / "hashes", sum(files.num_rows), memory.hash_partition_pairs)
     columns = ["query_id", "doc_id", "query", *check_columns(), pair_hash(hash_bits).alias("_hash")]
     rows = 0
-    for offset, batch in input_batches(files, columns):
+    for offset, batch in input_batches(files, columns, memory.batch_bytes):
         bad = tally.add(offset, batch)
         query_chars.add(batch["_query_chars"])
         doc_chars.add(batch["_doc_chars"])

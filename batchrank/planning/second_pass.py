@@ -19,6 +19,7 @@ from batchrank.io.batches import input_batches
 from batchrank.io.input import InputFiles
 from batchrank.io.rejects import TOO_LONG_REASON
 from batchrank.planning.duplicates import CandidateSpill, Repeated, pair_hash
+from batchrank.planning.memory import PlanMemory
 from batchrank.planning.reject_stream import RejectRun, RejectStream, RowCursor, decisions
 from batchrank.planning.row_checks import CheckTally, FirstRow
 from batchrank.planning.too_long import mark_too_long
@@ -33,16 +34,18 @@ class SecondPass:
 
 
 def second_pass(files: InputFiles, scratch: Path, stream: RejectStream, row_checks: RejectRun, repeated: Repeated,
-                long: pl.DataFrame, hash_bits: int) -> SecondPass:
+                long: pl.DataFrame, hash_bits: int, memory: PlanMemory) -> SecondPass:
     """Emit the too-long rows and the confirmed duplicates into `stream`, each check into a run of its own."""
-    candidates = CandidateSpill(scratch / "candidates", repeated.hashes, repeated.rows) if repeated.rows else None
+    candidates = None
+    if repeated.rows:
+        candidates = CandidateSpill(scratch / "candidates", repeated.hashes, repeated.rows, memory.hash_partition_pairs)
     rejected_so_far = RowCursor(row_checks.rows_in_order())
     too_long_run = stream.run(TOO_LONG_RUN, share=0.25)
     columns: list[pl.Expr | str] = ["query_id", "doc_id"]
     columns += ["query"] if long.height else []
     columns += [pair_hash(hash_bits).alias("_hash")] if candidates is not None else []
     tally = CheckTally()
-    for offset, batch in input_batches(files, columns):
+    for offset, batch in input_batches(files, columns, memory.batch_bytes):
         kept = pl.Series(~rejected_so_far.mask(offset, batch.height))
         too_long = mark_too_long(batch, long, kept)
         count = int(too_long.sum())

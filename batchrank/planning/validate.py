@@ -19,6 +19,7 @@ import polars as pl
 from batchrank.errors import InputDataError
 from batchrank.io.input import InputFiles
 from batchrank.io.rejects import DUPLICATE_REASON, TOO_LONG_REASON, summarize_counts
+from batchrank.planning.memory import PlanMemory
 from batchrank.planning.query_facts import contiguous, facts_of_rows_left
 from batchrank.planning.reject_stream import RejectStream
 from batchrank.planning.row_checks import ROW_CHECKS, FirstRow
@@ -48,6 +49,7 @@ class RowCheck:
     on_bad_rows: str
     stream: RejectStream  # every check's decisions (under `error` too, where the report's problems stop the job)
     kept_facts: pl.DataFrame  # the row pass's facts: over the rows that pass the row checks
+    memory: PlanMemory
 
     @property
     def rejects(self) -> RejectStream | None:
@@ -60,7 +62,10 @@ class RowCheck:
         row left (those left with none are not there). The row pass's facts are exactly that when only the row
         checks rejected rows; otherwise one more pass over query_id computes them (facts_of_rows_left)."""
         later = self.rejected_rows - self.stream.runs[ROW_CHECKS_RUN].rows
-        facts = facts_of_rows_left(self.files, self.stream.rows()) if self.rejects and later else self.kept_facts
+        if self.rejects and later:
+            facts = facts_of_rows_left(self.files, self.stream.rows(), self.memory.batch_bytes)
+        else:
+            facts = self.kept_facts
         return facts.select("query_id", pl.col("rows").cast(pl.Int64))
 
     @property
@@ -101,21 +106,24 @@ def _problems(files: InputFiles, first: RowPass, second: SecondPass | None) -> l
 
 
 def check_rows(files: InputFiles, on_bad_rows: str, scratch: Path, too_long: TooLongCheck | None = None,
-               hash_bits: int = 64) -> RowCheck:
+               hash_bits: int = 64, memory: PlanMemory | None = None) -> RowCheck:
     """Check every row of the input: nulls, blanks, repeated pairs and, with `too_long`, queries whose prompt cannot
     fit. Under `error` the caller raises on the report's problems; under `skip` the bad rows are the rejects
-    (files under `scratch`, which must outlive the RowCheck) and are left out of the query sizes."""
-    stream = RejectStream(scratch / "rejects")
-    first = row_pass(files, scratch, stream.run(ROW_CHECKS_RUN, share=0.5), hash_bits)
+    (files under `scratch`, which must outlive the RowCheck) and are left out of the query sizes. `memory`: what
+    reading may take (PlanMemory's defaults when None)."""
+    memory = memory or PlanMemory()
+    stream = RejectStream(scratch / "rejects", memory.merge_rows)
+    first = row_pass(files, scratch, stream.run(ROW_CHECKS_RUN, share=0.5), hash_bits, memory)
     long = long_queries(first.facts, too_long)
     second = None
     if first.repeated.rows or long.height:
-        second = second_pass(files, scratch, stream, stream.runs[ROW_CHECKS_RUN], first.repeated, long, hash_bits)
+        second = second_pass(files, scratch, stream, stream.runs[ROW_CHECKS_RUN], first.repeated, long, hash_bits,
+                             memory)
     stream.close()
     report = InputReport(rows=first.rows, queries=first.queries, files=len(files.paths),
                          query_chars=first.query_chars.stats(), doc_chars=first.doc_chars.stats(),
                          problems=_problems(files, first, second))
-    return RowCheck(report, files, on_bad_rows, stream, first.facts)
+    return RowCheck(report, files, on_bad_rows, stream, first.facts, memory)
 
 
 def raise_on_problems(report: InputReport) -> None:

@@ -1,0 +1,42 @@
+"""The memory the plan keeps to, from the two settings that set it (README: "How much memory validate and the plan
+take"): `run.plan_read_mib` for reading the input and the work on each batch, `run.staging_sort_mib` for sorting
+one bucket of a grouped copy. Besides these, the driver holds its interpreter and libraries and the per-query facts
+(about 3 x (100 bytes + the query's text) per distinct query while they merge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batchrank.spec import RunSpec
+
+# Batch-sized buffers the plan's work holds at most at once: staging's spill holds the batch, its rows joined to
+# their query's rank, those kept, their order by bucket, the Arrow copy written and two writes queued; the row
+# pass's derived columns and facts take fewer. Measured (docs/perf-notes.md, entry 31).
+BUFFERS_PER_BATCH = 8
+SPILL_WRITES_QUEUED = 2
+DECISION_BYTES = 128  # a rejected row (input row, ids, reason) while the reject stream's runs are merged
+
+
+@dataclass(frozen=True)
+class PlanMemory:
+    read_bytes: int = 256 << 20
+    sort_bytes: int = 1024 << 20
+
+    @classmethod
+    def of(cls, run: RunSpec) -> PlanMemory:
+        return cls(run.plan_read_mib << 20, run.staging_sort_mib << 20)
+
+    @property
+    def batch_bytes(self) -> int:
+        """Decoded input rows per batch read (io/batches.py)."""
+        return max(1, self.read_bytes // BUFFERS_PER_BATCH)
+
+    @property
+    def hash_partition_pairs(self) -> int:
+        """Pair hashes checked at once (8 bytes each, sorted in place): a quarter of the allowance."""
+        return max(1, self.read_bytes // 32)
+
+    @property
+    def merge_rows(self) -> int:
+        """Rejected rows held while the reject stream's runs are merged."""
+        return max(1, self.batch_bytes // DECISION_BYTES)
