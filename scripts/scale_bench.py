@@ -5,7 +5,11 @@ Pairs: 1000 candidates per query (--per-query), short texts. `grouped`: one file
 --files files (or as many as --rows-per-file makes); every block of 1000 queries is dealt round-robin over its rows
 (query q's candidates are 1000 rows apart) and each block is split over every file, so each query's rows lie in all
 files. Row groups: one per block and file, or --row-group-rows rows each (issue 24's layout: files of 5M rows in row
-groups of 500,000, `--rows-per-file 5M --row-group-rows 500k`). Both commands run as
+groups of 500,000, `--rows-per-file 5M --row-group-rows 500k`).
+
+The README's bound (issue 24): each step's peak against its base, the peak of the same step on a sample of 20,000
+pairs in as many files (the interpreter, libraries and thread pools), plus run.plan_read_mib, plus for the plan
+run.staging_sort_mib, plus the per-query facts (3 x (100 bytes + the query's text) per query). Both commands run as
 subprocesses with the fake scorer (tests/fake_scorer.py: no model); the peak is the resident set of the process
 tree, sampled every 50 ms. Not a timed test.
 
@@ -40,6 +44,9 @@ FAKE_BATCHRANK = [sys.executable, str(REPO / "tests" / "fake_scorer.py")]
 WORDS = np.array("water boils at one hundred degrees sea level vaccine immune system python list sort method "
                  "photosynthesis plants light energy sugar tower paris iron bread flour yeast oven king".split())
 BLOCK_QUERIES = 1000  # a scattered block: this many queries interleaved row by row
+SAMPLE_PAIRS = 20_000  # the sample whose peak is a step's base
+DEFAULT_PLAN_READ_MIB, DEFAULT_STAGING_MIB = 256, 1024  # batchrank's defaults
+QUERY_CHARS = 20  # "what is <word> <number>"
 SCHEMA = pa.schema([("query_id", pa.string()), ("query", pa.string()), ("doc_id", pa.string()),
                     ("document", pa.string())])
 
@@ -148,6 +155,8 @@ def write_job(work: Path, name: str, source: Path, args: argparse.Namespace) -> 
     run = {"executor": "local", "chunk_size": args.chunk_size}
     if args.staging_mib:  # a setting the code before issue 14 did not have
         run["staging_sort_mib"] = args.staging_mib
+    if args.plan_read_mib:  # nor this one, before issue 24
+        run["plan_read_mib"] = args.plan_read_mib
     job = {"input": {"path": str(source)}, "model": {"path": "/nonexistent/model"}, "run": run,
            "output": {"path": str(work / f"out-{name}")}}
     path = work / f"job-{name}.yaml"
@@ -160,6 +169,7 @@ def bench_one(order: str, pairs: int, args: argparse.Namespace) -> list[dict[str
     name = f"{order}-{pairs}{layout}"
     source = Path(args.work) / f"pairs-{name}"
     generated = generate(order, pairs, args, source)
+    base = sample_peaks(order, pairs, args)
     if generated:
         size = sum(p.stat().st_size for p in source.glob("*.parquet")) / 2**30
         print(f"generated {pairs:,} {order} pairs in {generated:.0f} s ({size:.1f} GiB)", flush=True)
@@ -175,7 +185,8 @@ def bench_one(order: str, pairs: int, args: argparse.Namespace) -> list[dict[str
         shutil.rmtree(out, ignore_errors=True)
     for result in results:
         result.update(load=os.getloadavg()[0], order=order, pairs=pairs,
-                      files=1 if order == "grouped" else scattered_files(pairs, args))
+                      files=1 if order == "grouped" else scattered_files(pairs, args), base_gib=base[result["step"]])
+        result["bound_gib"] = bound_gib(result, pairs, args)
         if result["returncode"] != 0:
             print(result["output"][-3000:], file=sys.stderr)
     if args.delete_after:
@@ -183,13 +194,38 @@ def bench_one(order: str, pairs: int, args: argparse.Namespace) -> list[dict[str
     return results
 
 
+def sample_peaks(order: str, pairs: int, args: argparse.Namespace) -> dict[str, float]:
+    """The peak of each step on 20,000 pairs in as many files as the input (the base of the README's bound)."""
+    files = 1 if order == "grouped" else scattered_files(pairs, args)
+    sample_args = argparse.Namespace(**{**vars(args), "rows_per_file": None, "row_group_rows": None, "files": files})
+    source = Path(args.work) / f"sample-{order}-{files}"
+    generate(order, SAMPLE_PAIRS, sample_args, source)
+    job = write_job(Path(args.work), f"sample-{order}-{files}", source, args)
+    out = Path(args.work) / f"out-sample-{order}-{files}"
+    shutil.rmtree(out, ignore_errors=True)
+    validate = measure([*FAKE_BATCHRANK, "validate", str(job)])
+    plan = measure([*FAKE_BATCHRANK, "run", str(job), "--overwrite", "--preview", "0"], stop_when=out / "job.json")
+    shutil.rmtree(out, ignore_errors=True)
+    return {"validate": validate["peak_gib"], "plan": plan["peak_gib"]}
+
+
+def bound_gib(result: dict[str, Any], pairs: int, args: argparse.Namespace) -> float:
+    """base + run.plan_read_mib (+ run.staging_sort_mib for the plan) + the per-query facts."""
+    settings_mib = args.plan_read_mib or DEFAULT_PLAN_READ_MIB
+    if result["step"] == "plan":
+        settings_mib += args.staging_mib or DEFAULT_STAGING_MIB
+    facts = pairs // args.per_query * 3 * (100 + QUERY_CHARS)
+    return result["base_gib"] + settings_mib / 1024 + facts / 2**30
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
-    print("\n| pairs | order | files | step | wall s | pairs/s | CPU s | peak RSS (GiB) | exit | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| pairs | order | files | step | wall s | pairs/s | CPU s | peak RSS (GiB) | base | bound | exit | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         rate = r["pairs"] / r["seconds"] / 1e6
         print(f"| {r['pairs']:,} | {r['order']} | {r['files']} | {r['step']} | {r['seconds']:.1f} | {rate:.2f}M | "
-              f"{r['cpu']:.1f} | {r['peak_gib']:.2f} | {r['returncode']} | {r['load']:.1f} |", flush=True)
+              f"{r['cpu']:.1f} | {r['peak_gib']:.2f} | {r['base_gib']:.2f} | {r['bound_gib']:.2f} | "
+              f"{r['returncode']} | {r['load']:.1f} |", flush=True)
 
 
 def main() -> None:
@@ -204,6 +240,7 @@ def main() -> None:
     parser.add_argument("--per-query", type=int, default=1000)
     parser.add_argument("--chunk-size", type=int, default=20_000)
     parser.add_argument("--staging-mib", type=int, default=None, help="run.staging_sort_mib (default: batchrank's)")
+    parser.add_argument("--plan-read-mib", type=int, default=None, help="run.plan_read_mib (default: batchrank's)")
     parser.add_argument("--only", choices=("both", "validate", "plan"), default="both")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "batchrank-scale"))
     parser.add_argument("--delete-after", action="store_true", help="remove each input once measured")
