@@ -1,8 +1,9 @@
 """The batchrank command line: run, validate, status, eval, export, report.
 
 Results go to stdout; batchrank's own progress and messages to stderr; the engine's and other libraries' log lines
-to OUTPUT/logs/engine.log (-v shows them too). Exit codes: 0 done, 2 a problem the user must fix (nothing was
-scored), 1 a failure while running (rerun: it resumes), 130 interrupted; `status` has its own (output/status.py).
+to OUTPUT/logs/engine.log (-v shows them too). Exit codes (main's help lists them): 0 done, 2 a problem the user
+must fix (nothing was scored), 1 a failure while running (rerun: it resumes), 75 the output is in use by another
+run (wait, then rerun), 130 interrupted; `status` has its own (output/status.py).
 """
 
 from __future__ import annotations
@@ -62,7 +63,19 @@ def _stop_on_sigterm() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr (results still go to stdout).")
 @click.pass_context
 def main(context: click.Context, verbose: bool, quiet: bool) -> None:
-    """Offline batch reranking of (query, document) pairs with vLLM, checkpointed to Parquet."""
+    """Offline batch reranking of (query, document) pairs with vLLM, checkpointed to Parquet.
+
+    \b
+    Exit codes:
+      0    done
+      1    a failure while running: fix the cause if any, rerun the same command (it resumes)
+      2    a problem to fix first: the spec, input, model, qrels or ids (nothing was scored;
+           for `run` with eval.qrels, the message says when the scores are complete and only
+           the evaluation was refused)
+      75   the output is in use by another run (nothing was done: wait, then rerun)
+      130  interrupted (Ctrl-C, SIGTERM): rerun to resume
+      `status` has its own: 0 complete, 3 running, 4 failed, 5 stopped, 2 not an output
+    """
     from batchrank.logs import configure_console
 
     configure_console(1 if verbose else -1 if quiet else 0)
@@ -80,6 +93,10 @@ def run(context: click.Context, job: str, overrides: tuple[str, ...], overwrite:
     """Score every pair of JOB's input and write ranked Parquet parts; resumes a killed run.
 
     At the end: the metrics table and OUTPUT/eval.json when eval.qrels is set, and OUTPUT/report.html.
+    JOB is a YAML file, a local path or an s3:// / gs:// URI.
+
+    Exit code: 0 done, 1 failed while running (rerun: it resumes), 2 a spec, input or model to fix, 75 the output
+    is in use by another run (wait, then rerun), 130 interrupted.
     """
     from batchrank.console import print_preview, print_run_summary
     from batchrank.job import run_job
@@ -170,20 +187,42 @@ def status(output_dir: str, as_json: bool) -> None:
     sys.exit(state.exit_code)
 
 
+def _qrels_or_the_specs(output_dir: str, qrels: str | None, required: bool) -> str | None:
+    """--qrels, or else the job spec's eval.qrels (run.json keeps it as an absolute path: any directory works)."""
+    from batchrank.errors import SpecError
+    from batchrank.results import open_finished
+
+    if qrels is not None:
+        return qrels
+    configured = (open_finished(output_dir).run_info.get("spec", {}).get("eval") or {}).get("qrels")
+    if configured:
+        click.echo(f"qrels from the job spec: {configured}", err=True)
+        return str(configured)
+    if required:
+        raise SpecError(f"no qrels: pass --qrels QRELS, or set eval.qrels in the job spec of {output_dir} "
+                        "(then `batchrank run` evaluates at the end, and eval and report take it by default)")
+    return None
+
+
 @main.command(name="eval")
 @click.argument("output_dir", type=click.Path(file_okay=False))
-@click.option("--qrels", required=True, type=click.Path(dir_okay=False),
-              help="TREC qrels (qid 0 docid grade) or Parquet (query_id, doc_id, relevance).")
+@click.option("--qrels", type=click.Path(dir_okay=False),
+              help="TREC qrels (qid 0 docid grade) or Parquet (query_id, doc_id, relevance); default: the job "
+              "spec's eval.qrels.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @_user_errors
-def eval_command(output_dir: str, qrels: str, as_json: bool) -> None:
-    """nDCG@10, MRR@10, Recall@100 and MAP of OUTPUT_DIR's ranking, next to the first stage's."""
+def eval_command(output_dir: str, qrels: str | None, as_json: bool) -> None:
+    """nDCG@10, MRR@10, Recall@100 and MAP of OUTPUT_DIR's ranking, next to the first stage's.
+
+    Refused (exit 2) when the qrels' ids and the output's meet too little for the numbers to measure the ranking;
+    partial mismatches and tied scores are reported.
+    """
     import json
 
     from batchrank.eval import evaluate, format_table
     from batchrank.qrels import read_qrels
 
-    evaluation = evaluate(output_dir, read_qrels(qrels))
+    evaluation = evaluate(output_dir, read_qrels(_qrels_or_the_specs(output_dir, qrels, required=True)))
     for note in evaluation.warnings():
         click.echo(f"warning: {note}", err=True)
     click.echo(json.dumps(evaluation.to_json()) if as_json else format_table(evaluation))
@@ -224,12 +263,8 @@ def report(output_dir: str, qrels: str | None) -> None:
     from batchrank.eval import evaluate, format_table, write_eval_json
     from batchrank.qrels import read_qrels
     from batchrank.report_html import write_report
-    from batchrank.results import open_finished
 
-    configured = (open_finished(output_dir).run_info.get("spec", {}).get("eval") or {}).get("qrels")
-    if qrels is None and configured:
-        qrels = configured  # run.json keeps it as an absolute path: this works from any directory
-        click.echo(f"qrels from the job spec: {qrels}", err=True)
+    qrels = _qrels_or_the_specs(output_dir, qrels, required=False)
     judgments = read_qrels(qrels) if qrels else None
     evaluation = evaluate(output_dir, judgments) if judgments is not None else None
     if evaluation is not None:

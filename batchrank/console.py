@@ -8,6 +8,7 @@ import click
 import polars as pl
 
 from batchrank.io import parquet_files
+from batchrank.io.trec_ids import printable, shown_id
 from batchrank.job import JobResult
 from batchrank.output.status import JobStatus, describe_since
 from batchrank.planning.validate import InputReport
@@ -55,11 +56,12 @@ def print_preview(output: str | StoragePath, queries: int, top: int = 3) -> None
     for query_id in scores["query_id"].unique(maintain_order=True).head(queries):
         rows = scores.filter(pl.col("query_id") == query_id).sort("rank").head(top)
         # The texts show only where output.keep_columns kept them; the ids alone otherwise.
-        title = f": {rows['query'][0]}" if "query" in rows.columns else ""
-        click.echo(f"\n{query_id}{title}")
+        # Ids and texts escaped: a tab or newline in them would break the preview's lines and columns.
+        title = f": {printable(str(rows['query'][0]))}" if "query" in rows.columns else ""
+        click.echo(f"\n{shown_id(query_id)}{title}")
         for row in rows.iter_rows(named=True):
-            text = f"  {_shorten(str(row['document']), 90)}" if "document" in row else ""
-            click.echo(f"  {row['rank']:>3}  {row['score']:.4f}  {row['doc_id']}{text}")
+            text = f"  {_shorten(printable(str(row['document'])), 90)}" if "document" in row else ""
+            click.echo(f"  {row['rank']:>3}  {row['score']:.4f}  {shown_id(row['doc_id'])}{text}")
 
 
 def _shorten(text: str, width: int) -> str:
@@ -72,6 +74,8 @@ def print_input_report(report: InputReport) -> None:
     click.echo(f"document length (chars): {report.doc_chars}")
     for problem in report.problems:
         click.echo(f"problem: {problem}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def print_model_facts(model: ModelFacts) -> None:

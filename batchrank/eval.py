@@ -11,7 +11,9 @@ follows one batch, the qrels and the per-query values, not the output.
 
 What is evaluated is the order of the output's `rank` column (batchrank broke score ties there by input order):
 the evaluators get -rank as the score. Handing them raw scores would let each break ties its own way (trec_eval
-by doc id descending, the MS MARCO script ascending), and tied scores are common with bf16 models.
+by doc id descending, the MS MARCO script ascending), and tied scores are common with bf16 models. The TREC export
+writes scores in the same order (ties.py), so trec_eval on the exported file gives these numbers; the table says
+how many tied scores there are where the measures look, i.e. how much the input order decided.
 
 The first stage is the candidates' order before reranking, taken from, in this order:
   1. a `first_stage_rank` (1 = best) or `first_stage_score` (higher = better) column kept in the output
@@ -22,7 +24,8 @@ The first stage is the candidates' order before reranking, taken from, in this o
      nothing declares it a ranking (a glob of files, a shuffled table), and a wrong baseline is worse than none.
 
 Ids are compared as strings (qrels are text). Only queries that are both in the output and in the qrels are
-averaged; output queries without judgments and qrels queries not in the output are counted and reported.
+averaged; output queries without judgments and qrels queries not in the output are counted and reported with
+examples, and ids that meet too little to measure a ranking are refused (id_match.py).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import polars as pl
 from ir_measures import AP, RR, R, nDCG
 from pydantic import ValidationError
 
-from batchrank.errors import BatchrankError, InputDataError
+from batchrank.errors import BatchrankError
+from batchrank.id_match import IdMatch, IdMatcher
 from batchrank.io import parquet_files
 from batchrank.io.input import open_input
 from batchrank.output.layout import OutputLayout
@@ -46,6 +50,7 @@ from batchrank.qrels import Qrels
 from batchrank.results import FinishedOutput, open_finished
 from batchrank.spec import InputSpec
 from batchrank.storage import StoragePath
+from batchrank.ties import TieCount, count_ties
 
 # Report names (what the MS MARCO and TREC literature calls them) and the ir-measures measure behind each.
 MEASURES = {"nDCG@10": nDCG @ 10, "MRR@10": RR @ 10, "Recall@100": R @ 100, "MAP": AP}
@@ -58,24 +63,29 @@ class Evaluation:
     reranked: dict[str, float]
     first_stage: dict[str, float] | None
     first_stage_source: str  # where the first-stage order came from, or why there is none
-    queries_in_output: int
-    queries_judged: int
-    qrels_queries_not_in_output: int
+    ids: IdMatch  # how the output's ids met the qrels'
+    ties: TieCount  # tied scores where the measures look
     per_query: pl.DataFrame  # query_id, stage ("reranked" | "first_stage"), metric, value
 
     @property
+    def queries_in_output(self) -> int:
+        return self.ids.queries_in_output
+
+    @property
+    def queries_judged(self) -> int:
+        return self.ids.queries_judged
+
+    @property
+    def qrels_queries_not_in_output(self) -> int:
+        return self.ids.qrels_queries_not_in_output
+
+    @property
     def queries_without_judgments(self) -> int:
-        return self.queries_in_output - self.queries_judged
+        return self.ids.queries_without_judgments
 
     def warnings(self) -> list[str]:
-        notes = []
-        if self.queries_without_judgments:
-            notes.append(f"{self.queries_without_judgments} queries have no judgments and are not in the averages")
-        if self.qrels_queries_not_in_output:
-            notes.append(
-                f"qrels {self.qrels_path} judges {self.qrels_queries_not_in_output} queries that are not in "
-                "the output; they are ignored"
-            )
+        """Every id mismatch (with examples) and a missing first stage, one line each."""
+        notes = self.ids.warnings()
         if self.first_stage is None:
             notes.append(f"no first-stage metrics: {self.first_stage_source}")
         return notes
@@ -89,6 +99,8 @@ class Evaluation:
             "queries_without_judgments": self.queries_without_judgments,
             "qrels_queries_not_in_output": self.qrels_queries_not_in_output,
             "first_stage_source": self.first_stage_source,
+            "ids": self.ids.to_json(),
+            "ties": self.ties.to_json(),
             "qrels": self.qrels_path,
             "measures": {name: str(measure) for name, measure in MEASURES.items()},
         }
@@ -100,42 +112,33 @@ def evaluate(output_dir: str | os.PathLike[str] | StoragePath, qrels: Qrels) -> 
     The output is read a batch of parts at a time (results.BATCH_ROWS rows; a query is whole in its part), so
     memory follows one batch and the judged queries, never the whole output."""
     out = open_finished(output_dir)
-    qrels_ids = qrels.frame["query_id"].unique()
+    matcher = IdMatcher(qrels)
     judgments: dict[str, dict[str, int]] = {
         query_id: dict(zip(doc_ids, grades))
         for query_id, doc_ids, grades in qrels.frame.group_by("query_id").agg("doc_id", "relevance").iter_rows()
     }
-    first_stage, source = _first_stage(out, qrels_ids)
-    columns = ["query_id", "doc_id", "rank", *([first_stage] if isinstance(first_stage, str) else [])]
+    first_stage, source = _first_stage(out, matcher.qrels_ids)
+    columns = ["query_id", "doc_id", "score", "rank", *([first_stage] if isinstance(first_stage, str) else [])]
     per_query: list[pl.DataFrame] = []
-    queries_in_output, judged, lowest_ids = 0, set(), []
+    ties = TieCount()
     for batch in out.part_batches():
-        frame = scan_scores(batch, columns).collect()
-        ids = frame["query_id"].unique()
-        queries_in_output += ids.len()
-        lowest_ids = sorted([*lowest_ids, *ids.sort().head(3).to_list()])[:3]  # for a message
-        rows = frame.filter(pl.col("query_id").is_in(qrels_ids.implode()))
+        rows = matcher.add(scan_scores(batch, columns).collect())  # the rows of judged queries
         if not rows.height:
             continue
         batch_judgments = {query_id: judgments[query_id] for query_id in rows["query_id"].unique().to_list()}
-        judged.update(batch_judgments)
         per_query.append(_per_query(rows.select("query_id", "doc_id", "rank"), batch_judgments, "reranked"))
+        count_ties(rows.select("query_id", "doc_id", "score", "rank"), qrels.frame, ties)
         if first_stage is not None:
             per_query.append(_per_query(_first_stage_ranks(rows, first_stage), batch_judgments, "first_stage"))
-    if not judged:
-        raise InputDataError(
-            f"qrels {qrels.path} judges none of the output's {queries_in_output} queries (output query ids look "
-            f"like {lowest_ids}, the qrels' like {qrels_ids.sort().head(3).to_list()}); check the ids"
-        )
+    ids = matcher.finish()  # refuses ids that do not meet
     frame = pl.concat(per_query).sort("stage", "metric", "query_id")  # means that do not depend on the batches
     return Evaluation(
         qrels.path,
         _means(frame, "reranked"),
         _means(frame, "first_stage") if first_stage is not None else None,
         source,
-        queries_in_output,
-        len(judged),
-        qrels_ids.len() - len(judged),
+        ids,
+        ties,
         frame,
     )
 
@@ -246,6 +249,8 @@ def format_table(evaluation: Evaluation) -> str:
         lines.append(f"{'metric':<12}{'reranked':>11}")
         lines.extend(f"{name:<12}{evaluation.reranked[name]:>11.4f}" for name in MEASURES)
     lines.append(f"queries judged: {evaluation.queries_judged} of {evaluation.queries_in_output} in the output")
+    lines.append(evaluation.ids.describe())
+    lines.append(evaluation.ties.describe())
     if evaluation.first_stage is not None:
         lines.append(f"first stage: {evaluation.first_stage_source}")
     return "\n".join(lines)

@@ -22,8 +22,10 @@ import polars as pl
 
 from batchrank.errors import InputDataError
 from batchrank.io import parquet_files
+from batchrank.io.trec_ids import UnsafeIdTally
 from batchrank.results import FinishedOutput, open_finished
 from batchrank.storage import StoragePath
+from batchrank.ties import rank_order_scores
 
 ExportFormat = Literal["trec", "jsonl"]
 MERGE_WIDTH = 16  # runs merged at once (polars buffers each run it merges)
@@ -42,7 +44,8 @@ def ranked_rows(output_dir: str | os.PathLike[str] | StoragePath, top: int | Non
 def ranked_batches(out: FinishedOutput, top: int | None = None, fmt: ExportFormat | None = None
                    ) -> Iterator[Iterator[pl.DataFrame]]:
     """The ranking in batches, sorted by query id (in the ids' own type: numbers numerically) then rank. With
-    fmt "trec", every id is checked before the first batch is handed out, so a bad id writes nothing."""
+    fmt "trec", every id is checked before the first batch is handed out, so a bad id writes nothing, and the
+    error counts them all; and the scores strictly decrease in rank order (ties.rank_order_scores)."""
     with tempfile.TemporaryDirectory(prefix="batchrank-export-") as scratch:
         runs = _sorted_runs(out, top, fmt, Path(scratch))
         while len(runs) > MERGE_WIDTH:  # a few runs at a time: each level rewrites the ranking once
@@ -52,17 +55,25 @@ def ranked_batches(out: FinishedOutput, top: int | None = None, fmt: ExportForma
 
 
 def _sorted_runs(out: FinishedOutput, top: int | None, fmt: ExportFormat | None, scratch: Path) -> list[Path]:
-    runs = []
+    runs, unsafe = [], UnsafeIdTally()
     for number, batch in enumerate(out.part_batches()):
         frame = parquet_files.scan(batch)
         if top is not None:
             frame = frame.filter(pl.col("rank") <= top)
         rows = frame.sort("query_id", "rank").collect()
         if fmt == "trec":
-            check_trec_ids(rows)
-        if rows.height:
+            unsafe.add(0, rows)
+            # Here, where each query is whole (the merged batches written out may split one).
+            rows = rows.with_columns(rank_order_scores(rows))
+        if rows.height and not unsafe.found:  # once one id is bad, only the count goes on
             runs.append(scratch / f"run-{number:06d}.parquet")
             rows.write_parquet(runs[-1])
+    if unsafe.found:
+        raise InputDataError(
+            f"{unsafe.rows} rows hold ids that a TREC run file cannot hold (empty, or with whitespace or control "
+            f"characters: trec_eval splits its lines on whitespace): {unsafe.describe()}; export --format jsonl "
+            "instead, or clean the ids in the job's input"
+        )
     return runs
 
 
@@ -83,21 +94,11 @@ def check_tag(tag: str) -> None:
         raise InputDataError(f"--tag {tag!r}: a TREC run tag is one non-empty word without whitespace")
 
 
-def check_trec_ids(frame: pl.DataFrame) -> None:
-    """trec_eval splits on whitespace, so ids must not contain any (nor be empty)."""
-    for column in ("query_id", "doc_id"):
-        ids = frame[column].cast(pl.String)
-        bad = ids.filter(ids.str.contains(r"\s") | (ids == ""))
-        if bad.len():
-            raise InputDataError(
-                f"{column} {bad[0]!r} is empty or contains whitespace, which a TREC run file cannot hold; "
-                "export --format jsonl instead"
-            )
-
-
 def write_trec(frame: pl.DataFrame, sink: BinaryIO, tag: str) -> None:
-    """TREC run lines. The tag (check_tag) and the ids (check_trec_ids, in ranked_batches) were checked before the
-    first line was written: trec_eval splits on whitespace, so none may contain any."""
+    """TREC run lines of whole queries sorted by rank. The tag (check_tag) and the ids (in ranked_batches) were
+    checked before the first line was written: trec_eval splits on whitespace, so none may contain any. The
+    scores are those of ties.rank_order_scores (ranked_batches): tied ones an ulp apart in rank order, so that an
+    evaluator that re-sorts by score reads the rank column's order, the one `batchrank eval` measures."""
     lines = frame.select(
         pl.col("query_id").cast(pl.String),
         pl.lit("Q0").alias("q0"),

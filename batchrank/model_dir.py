@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrank.errors import SpecError
+from batchrank.storage import StoragePath
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 # Files that no engine or tokenizer reads: documentation, pictures, version-control metadata.
@@ -38,6 +39,9 @@ class ModelDirectory:
     @classmethod
     def open(cls, path: str | Path) -> ModelDirectory:
         """Check that `path` is a model directory (exists, a config.json that parses, weights); SpecError if not."""
+        if StoragePath.is_uri(str(path)):
+            raise SpecError(f"model.path {path}: an object-store URI; vLLM loads a model from a local directory: copy "
+                            "it to the same local path on every machine that scores")
         root = Path(path)
         if not root.exists():
             raise SpecError(f"model.path {path}: no such directory; model.path must be a local model directory "

@@ -33,8 +33,8 @@ class Progress:
             self.bar = tqdm(total=self.total_rows, initial=self.done_rows, unit="pair", unit_scale=True,
                             dynamic_ncols=True, smoothing=0)
 
-    def chunk_done(self, rows: int, pairs: int) -> None:
-        """A chunk of `rows` rows is finished, `pairs` of them scored (the rest rejected while preparing)."""
+    def chunk_done(self, chunk_id: int, rows: int, pairs: int) -> None:
+        """Chunk `chunk_id`, of `rows` rows, is finished, `pairs` of them scored (the rest rejected while preparing)."""
         self.done_rows += rows
         self.done_chunks += 1
         self.pairs_this_run += pairs
@@ -44,8 +44,9 @@ class Progress:
             return
         rate = self.pairs_per_second
         remaining = (self.total_rows - self.done_rows) / rate if rate else 0.0
-        log.info("chunk %d/%d done, %d/%d pairs, %.1f pairs/s, ETA %s", self.done_chunks, self.total_chunks,
-                 self.done_rows, self.total_rows, rate, timedelta(seconds=round(remaining)))
+        # "chunk N" is always a chunk's id, as in "chunk N failed"; the counts say "of" (chunks finish out of order).
+        log.info("chunk %d done: %d of %d chunks, %d of %d pairs, %.1f pairs/s, ETA %s", chunk_id, self.done_chunks,
+                 self.total_chunks, self.done_rows, self.total_rows, rate, timedelta(seconds=round(remaining)))
 
     @property
     def seconds(self) -> float:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import io
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchrank import storage
 from batchrank.errors import InputDataError
+from batchrank.storage import StoragePath
 
 
 @dataclass(frozen=True)
@@ -18,39 +22,51 @@ class Qrels:
     frame: pl.DataFrame  # query_id, doc_id (strings), relevance (Int64)
 
 
-def read_qrels(path: str | Path) -> Qrels:
-    """TREC qrels (`qid 0 docid grade`, whitespace separated, .gz allowed) or Parquet (query_id, doc_id, relevance)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except FileNotFoundError:
-        raise InputDataError(
-            f"qrels {path}: no such file (for a job spec's eval.qrels: write it, or --set eval.qrels=null)"
-        ) from None
-    except OSError as error:
-        raise InputDataError(f"qrels {path}: cannot read it ({error})") from None
-    frame = _read_parquet_qrels(path) if magic == b"PAR1" else _read_trec_qrels(path)
+def read_qrels(path: str | os.PathLike[str] | StoragePath) -> Qrels:
+    """TREC qrels (`qid 0 docid grade`, whitespace separated, .gz allowed) or Parquet (query_id, doc_id, relevance),
+    from a local path or an s3:// / gs:// URI."""
+    path = StoragePath.of(path)
+    with storage.reaching(path):  # a store's error names the URI and its likely cause
+        try:
+            data = path.read_bytes()  # qrels are small (a judgment is a few bytes) and read whole either way
+        except FileNotFoundError:
+            path.check_bucket()
+            raise InputDataError(
+                f"qrels {path}: no such file (for a job spec's eval.qrels: write it, or --set eval.qrels=null)"
+            ) from None
+        except OSError as error:
+            if StoragePath.is_uri(str(path)):
+                raise
+            raise InputDataError(f"qrels {path}: cannot read it ({error})") from None
+    frame = _read_parquet_qrels(path, data) if data[:4] == b"PAR1" else _read_trec_qrels(path, data)
     if frame.height == 0:
         raise InputDataError(f"qrels {path}: holds no judgments")
     return Qrels(str(path), frame)
 
 
-def _read_trec_qrels(path: Path) -> pl.DataFrame:
-    opener = gzip.open if path.suffix == ".gz" else open
+def _read_trec_qrels(path: StoragePath, data: bytes) -> pl.DataFrame:
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise InputDataError(f"qrels {path}: not a readable gzip file ({error})") from None
     query_ids, doc_ids, grades, seen = [], [], [], {}
-    with opener(path, "rb") as handle:
+    with io.BytesIO(data) as handle:
         for number, raw in enumerate(handle, 1):
             try:
-                fields = raw.decode("utf-8").split()
+                line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 raise InputDataError(f"qrels {path} line {number}: not UTF-8 text") from None
+            fields = line.split()
             if not fields:
                 continue
             if len(fields) != 4:
+                # More fields than four: most likely an id with whitespace, which the format cannot hold.
+                hint = ("; an id with whitespace cannot be written in TREC text: use Parquet qrels (query_id, doc_id, "
+                        "relevance)") if len(fields) > 4 else ""
                 raise InputDataError(
                     f"qrels {path} line {number}: expected 4 fields 'query_id 0 doc_id grade', "
-                    f"got {len(fields)}: {' '.join(fields)[:80]!r}"
+                    f"got {len(fields)}: {line[:80]!r}{hint}"
                 )
             try:
                 grade = int(fields[3])
@@ -72,9 +88,9 @@ def _read_trec_qrels(path: Path) -> pl.DataFrame:
     )
 
 
-def _read_parquet_qrels(path: Path) -> pl.DataFrame:
+def _read_parquet_qrels(path: StoragePath, data: bytes) -> pl.DataFrame:
     try:
-        frame = pl.from_arrow(pq.read_table(path))
+        frame = pl.from_arrow(pq.read_table(pa.BufferReader(data)))
     except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a broken file
         raise InputDataError(f"qrels {path}: not a readable Parquet file ({error})") from None
     missing = [c for c in ("query_id", "doc_id", "relevance") if c not in frame.columns]

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +48,7 @@ def write_report(output_dir: str | os.PathLike[str] | StoragePath, evaluation: E
     if evaluation is not None and evaluation.first_stage is not None:
         figures.append(("ndcg-delta.png", "nDCG@10 change per judged query", _ndcg_delta_png(evaluation)))
     figures.append(("scores.png", "Score distribution", _scores_png(out, qrels)))
-    figures.append(("throughput.png", "Throughput over the run", _throughput_png(out.chunk_stats())))
+    figures.append(("throughput.png", "Throughput over the run", _throughput_png(out.chunk_stats(), out.run_info)))
     images = out.layout.report_images
     images.mkdir()
     for name in _PNG_NAMES:  # a PNG this report does not make would be stale
@@ -166,7 +165,24 @@ def _scores_png(out: FinishedOutput, qrels: Qrels | None) -> bytes:
     return _png(figure)
 
 
-def _throughput_png(stats: list[ChunkStats]) -> bytes:
+def scoring_figures(run_info: dict[str, Any]) -> tuple[float, float]:
+    """(pairs/s, seconds of scoring) of the last run, as its summary printed them: run.json's one pairs/s figure
+    (every engine up to the last part) and the seconds it divides by. (0, 0) when that run scored nothing."""
+    rate = float(run_info.get("pairs_per_second_this_run") or 0.0)
+    pairs = run_info.get("pairs_scored_this_run", run_info.get("pairs", 0))
+    return (rate, pairs / rate) if rate > 0 else (0.0, 0.0)
+
+
+def throughput_note(run_info: dict[str, Any]) -> str:
+    """The job's throughput in words: the summary's figure."""
+    rate, seconds = scoring_figures(run_info)
+    if not rate:
+        return "The last run scored no chunk (they were scored by earlier runs)."
+    return (f"This run: {rate:.1f} pairs/s over {seconds:.3g} s of scoring (every engine up to the last part), "
+            "the figure the run's summary printed; the dots are each chunk's own engine rate.")
+
+
+def _throughput_png(stats: list[ChunkStats], run_info: dict[str, Any]) -> bytes:
     start = min(s.finished_at - s.seconds for s in stats)
     elapsed = np.array([s.finished_at - start for s in stats])
     unit, divisor = ("s", 1) if elapsed.max() < 120 else ("min", 60) if elapsed.max() < 7200 else ("h", 3600)
@@ -176,21 +192,22 @@ def _throughput_png(stats: list[ChunkStats]) -> bytes:
     many = len(stats) > 2000  # thousands of chunks: dots, no line between them
     axes.plot(elapsed / divisor, rates, "." if many else "o-", color="#4c72b0", markersize=1 if many else 4,
               linewidth=1)
-    # A chunk's seconds are its share of its engine's busy time, so an engine's chunks sum to its busy time; engines
-    # run side by side, so the job's rate is all pairs over the busiest engine's time.
-    busy: defaultdict[str, float] = defaultdict(float)
-    for s in stats:
-        busy[s.worker] += s.seconds
-    overall = sum(s.pairs for s in stats) / max(max(busy.values()), 1e-9)
-    engines = f" on {len(busy)} engines" if len(busy) > 1 else ""
-    axes.axhline(overall, color="#c44e52", linestyle="--", linewidth=1,
-                 label=f"all chunks{engines}: {overall:.1f} pairs/s")
+    # The job's figure is the one the summary printed and run.json keeps (the README promises one), not a second
+    # one made from the chunks' engine times, which leave out the time between chunks.
+    rate, seconds = scoring_figures(run_info)
+    engines = {s.worker for s in stats}
+    this_run = run_info.get("chunks_scored_this_run", len(stats))
+    scope = "this run" if this_run == len(stats) else f"this run ({this_run} of {len(stats)} chunks)"
+    if rate:
+        axes.axhline(rate, color="#c44e52", linestyle="--", linewidth=1,
+                     label=f"{scope}{f' on {len(engines)} engines' if len(engines) > 1 else ''}: {rate:.1f} pairs/s")
+        axes.legend()
     axes.set_xlabel(f"{unit} since the first chunk started (a gap in time means the job was stopped and resumed)")
     axes.set_ylabel("pairs/s of the chunk's engine")
     axes.set_ylim(bottom=0)
-    axes.legend()
     pairs = sum(s.pairs for s in stats)
-    axes.set_title(f"{len(stats)} chunks, {pairs} pairs, {max(busy.values()):.1f} s of scoring")
+    scored = f", {seconds:.3g} s of scoring {scope}" if rate else ", scored by earlier runs"
+    axes.set_title(f"{len(stats)} chunks, {pairs} pairs{scored}")
     return _png(figure)
 
 
@@ -209,6 +226,8 @@ def _page(out: FinishedOutput, evaluation: Evaluation | None, figures: list[tupl
     for name, caption, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{e(caption)}</h2><img alt='{e(caption)}' src='data:image/png;base64,{data}'>")
+        if name == "throughput.png":
+            parts.append(f"<p>{e(throughput_note(info))}</p>")
         parts.append(f"<p class='muted'>also in report/{e(name)}</p>")
     parts += ["<h2>Settings</h2>", _settings_html(info), "</body></html>"]
     return "\n".join(parts)
@@ -236,6 +255,7 @@ def _metrics_html(evaluation: Evaluation | None) -> str:
     rows.append("</table>")
     rows.append(f"<p>{evaluation.queries_judged} of {evaluation.queries_in_output} queries judged "
                 f"(qrels {e(evaluation.qrels_path)}); first stage: {e(evaluation.first_stage_source)}.</p>")
+    rows.append(f"<p>{e(evaluation.ids.describe())}; {e(evaluation.ties.describe())}.</p>")
     rows += [f"<p class='note'>{e(note)}</p>" for note in evaluation.warnings()]
     return "\n".join(rows)
 
@@ -255,8 +275,9 @@ def _settings_html(info: dict[str, Any]) -> str:
         "pairs": info.get("pairs"),
         "prompt tokens": info.get("prompt_tokens"),
         "truncated pairs": info.get("truncated_pairs"),
-        "wall seconds this run": info.get("wall_seconds_this_run"),
         "pairs/s this run": info.get("pairs_per_second_this_run"),
+        "seconds of scoring this run (every engine up to the last part)": round(scoring_figures(info)[1], 3),
+        "wall seconds this run (every engine up to run.json)": info.get("wall_seconds_this_run"),
         "versions": ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items()),
     }
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in items.items())

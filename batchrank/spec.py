@@ -5,10 +5,12 @@ This is the only module that parses job YAML. Every knob of a job lives here, wi
 
 from __future__ import annotations
 
+import copy
+import difflib
 import os
 import re
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -212,11 +214,30 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
         ) from None
 
 
+def _known_keys(location: tuple[int | str, ...]) -> list[str]:
+    """The keys the spec section holding `location` takes (none where it is not a section of ours)."""
+    model: Any = JobSpec
+    for part in location[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        candidates = (field.annotation, *get_args(field.annotation))  # WorkerResources | None: the class
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _unknown_key(location: tuple[int | str, ...]) -> str:
+    close = difflib.get_close_matches(str(location[-1]), _known_keys(location), n=1)
+    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
+
+
 def _format_validation_error(source: str, error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        message = _unknown_key(item["loc"]) if item["type"] == "extra_forbidden" else item["msg"]
         problems.append(f"{field}: {message}")
     return f"{source}: invalid job spec: " + "; ".join(problems)
 
@@ -234,15 +255,33 @@ def parse_spec(tree: Any, source: str = "job spec", overrides: list[str] | tuple
         raise SpecError(_format_validation_error(source, error)) from None
 
 
-def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
-    """Read a job spec from YAML. safe_load builds plain data only: no object construction tags."""
-    path = Path(path)
+def load_spec(source: str | os.PathLike[str] | Mapping[str, Any],
+              overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
+    """A job spec from a YAML file (a local path or an s3:// / gs:// URI) or from a mapping built in Python (the
+    same tree the YAML would give); `overrides` as `--set` takes them. YAML is read with safe_load: plain data only,
+    no object construction tags. A mapping is copied, never changed."""
+    if isinstance(source, Mapping):
+        return parse_spec(copy.deepcopy(dict(source)), "job spec (a mapping)", overrides)
+    if not isinstance(source, (str, os.PathLike)):
+        raise SpecError(f"load_spec takes a path to a YAML job spec or a mapping, not {type(source).__name__}")
+    from batchrank.storage import StoragePath, reaching  # storage loads pyarrow: only for a file
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: job spec not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read job spec: {error}") from None
+        path = StoragePath.of(source)
+    except ValueError as error:
+        raise SpecError(f"job spec {os.fspath(source)!r}: {error}") from None
+    with reaching(path):  # a store's error names the URI and its likely cause
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            path.check_bucket()
+            raise SpecError(f"{path}: job spec not found") from None
+        except UnicodeDecodeError as error:
+            raise SpecError(f"{path}: cannot read job spec: {error}") from None
+        except OSError as error:
+            if StoragePath.is_uri(str(path)):
+                raise
+            raise SpecError(f"{path}: cannot read job spec: {error}") from None
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -171,6 +171,22 @@ run_entry() {
         --config on-2000=run.executor=local,model.batch_invariant=$INVARIANT,model.engine.enable_prefix_caching=false \
         --config on-500=run.executor=local,model.batch_invariant=$INVARIANT,model.engine.enable_prefix_caching=false\
 ,run.chunk_size=500 ;;
+    # Issue 20. probe: does plain vLLM (llm.classify on token ids, no batchrank) finish pooling prompts that fill
+    #    max_model_len 32,768? Eight cases at once on the GPU, each its own engine (scripts/long_prompt_probe.py).
+    #    ~330 s: build 30 + the compiled cases' engine start ~150 (the eager ones ~30) + 45 s hang timeout
+    probe) "$PY" -m batchrank.models.random_qwen3 "$ROOT/probe-model" --shape "${SHAPE_OVERRIDE:-0.6b}" \
+             --device "$DEVICE" > /dev/null &&
+           "$PY" scripts/long_prompt_probe.py --model "$ROOT/probe-model" --max-model-len "$(size 32768 1024)" \
+             --dtype "$DTYPE" --kv-gib "$(size 12 0.3)" --timeout "$(size 45 120)" --deadline $(( BUDGET - 60 )) \
+             --work "$ROOT/probe" --out-md "$OUT/probe.md" --out-json "$OUT/probe.json" ;;
+    # fix-cost: what chunked prefill off (batchrank's setting since issue 20) costs at MS MARCO shapes: 4B, one local
+    #    engine, 50,000 pairs (100 candidates), batchrank's defaults against the same with chunked prefill on (the
+    #    setting before), in one call. ~430 s: build 55 + 2 x (start 60-95, scoring ~52, 20)
+    fix-cost) bench fix-cost 4b --datasets "$(size 100:500 20:4)" --systems batchrank --run-json '{"engines_per_gpu": 1}'
+              defaults=$?
+              bench fix-cost-chunked 4b --datasets "$(size 100:500 20:4)" --systems batchrank \
+                --run-json '{"engines_per_gpu": 1}' --engine-json '{"enable_chunked_prefill": true}'
+              return $(( defaults || $? )) ;;
     *) echo "unknown entry: $1"; return 2 ;;
   esac
 }
@@ -214,7 +230,8 @@ free_disk_for() {  # delete the entry's model if the disk is getting tight
 }
 
 shape_of() {
-  case $1 in t06|s06|epg3-06|memory|invariant|overhead|invariant-nocache) echo 0.6b ;; t4b|s4|t4b-ray|epg2-4b) echo 4b ;;
+  case $1 in t06|s06|epg3-06|memory|invariant|overhead|invariant-nocache|probe) echo 0.6b ;;
+    t4b|s4|t4b-ray|epg2-4b|fix-cost) echo 4b ;;
     *) echo 8b ;; esac
 }
 
@@ -230,7 +247,7 @@ one() {
   return "$rc"
 }
 
-ENTRIES=(s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
+ENTRIES=(probe fix-cost s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
 nvidia-smi -L 2>/dev/null || echo "no GPU"
 if [ "${1:-}" = dry ]; then  # dry [ENTRY...]: every entry (or those named), one after another
   dry_settings; failed=0; started=$SECONDS; shift

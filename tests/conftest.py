@@ -50,7 +50,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(scoring, "default_scorer_factory", lambda keep_engine=False: FakeScorerFactory())
     monkeypatch.setattr(FakeScorer, "calls_failed", {})
-    for name in ("FAKE_SCORER_SLEEP", "FAKE_FAIL_QUERY", "FAKE_FAIL_TIMES"):
+    for name in ("FAKE_SCORER_SLEEP", "FAKE_FAIL_QUERY", "FAKE_FAIL_TIMES", "FAKE_STALL_QUERY"):
         monkeypatch.delenv(name, raising=False)
 
 

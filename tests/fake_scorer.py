@@ -3,7 +3,7 @@ failures) that must not pay a 30-60 s engine start per run.
 
 score(query, document) is sha256(query NUL document) mapped to [0, 1): a pair gets the same score whatever chunk or
 run scores it, so a resumed output must equal an uninterrupted one exactly. A query longer than MAX_QUERY_CHARS
-counts as "the query and instruction alone do not fit max_model_len", which the real scorer finds by tokenizing.
+counts as a query too long for max_model_len, which the real scorer finds by tokenizing.
 
 Run as a script, this file is the `batchrank` command with FakeScorer in place of vLLM's scorer, plus fault hooks
 read from the environment (nothing in batchrank itself knows about them):
@@ -11,6 +11,8 @@ read from the environment (nothing in batchrank itself knows about them):
   FAKE_SCORER_SLEEP=S           sleep S seconds in each scorer call (so a kill lands mid-run)
   FAKE_FAIL_QUERY=QID           scoring the chunk that holds query QID raises ...
   FAKE_FAIL_TIMES=K             ... its first K times (default: always)
+  FAKE_STALL_QUERY=QID          scoring the chunk that holds query QID finishes nothing until the engine is stopped
+                                (as vLLM's step waits for a prompt its scheduler never schedules)
   FAKE_PAUSE_AT=WHERE           stop at WHERE, create the file FAKE_PAUSE_MARKER, and wait to be killed:
       part-write     half of a scores part is in its temporary file, not renamed yet
       chunk-rejects  a chunk's rejects part is in place, its scores part not written yet
@@ -27,6 +29,7 @@ import hashlib
 import io
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,17 +59,23 @@ class FakeScorer(ChunkAtATimeScorer):
         self.sleep = float(os.environ.get("FAKE_SCORER_SLEEP", "0"))
         self.fail_query = os.environ.get("FAKE_FAIL_QUERY")
         self.fail_times = int(os.environ.get("FAKE_FAIL_TIMES", "1000000"))
+        self.stall_query = os.environ.get("FAKE_STALL_QUERY")
+        self.stopped = threading.Event()
 
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
         queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
         too_long = [i for i, query in enumerate(queries) if len(query) > MAX_QUERY_CHARS]
         tokens = sum(len(q) + len(d) for q, d in zip(queries, documents, strict=True))
         payload = (queries, documents, [str(q) for q in pairs["query_id"].unique().to_list()])
-        return PreparedChunk(len(queries), tokens, 0, payload, too_long_rows=too_long)
+        longest = max((len(q) + len(d) for q, d in zip(queries, documents, strict=True)), default=0)
+        return PreparedChunk(len(queries), tokens, 0, payload, too_long_rows=too_long, longest_prompt=longest)
 
     def score(self, prepared: PreparedChunk) -> np.ndarray:
         queries, documents, query_ids = prepared.payload
         time.sleep(self.sleep)
+        if self.stall_query in query_ids:
+            self.stopped.wait()
+            raise RuntimeError("the engine was stopped")
         if self.fail_query in query_ids:
             failed = FakeScorer.calls_failed.get(self.fail_query, 0)
             if failed < self.fail_times:
@@ -76,6 +85,13 @@ class FakeScorer(ChunkAtATimeScorer):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "fake", "template": "fake"}
+
+    def engine_settings(self) -> dict[str, Any]:
+        return {"max_model_len": "fake"}
+
+    def abandon(self) -> None:
+        super().abandon()
+        self.stopped.set()
 
 
 class FakeScorerFactory:

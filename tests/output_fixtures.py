@@ -68,3 +68,36 @@ def ranked(query_id: Any, docs: list[str], first_stage: list[str] | None = None)
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+DEMO = Path(__file__).resolve().parents[1] / "jobs" / "data" / "demo"
+
+
+def demo_rows() -> list[dict[str, Any]]:
+    """The demo's 96 (query_id, doc_id) candidates in input (first-stage) order, with first_stage_rank and a fixed
+    score that puts most judged documents high: 0.3 per relevance grade plus a hash of the ids below 0.5."""
+    import hashlib
+
+    grades = {(q, d): int(g) for q, _, d, g in (line.split() for line in (DEMO / "qrels.txt").read_text().splitlines())}
+    rows = pl.read_parquet(DEMO / "candidates.parquet").select("query_id", "doc_id", "first_stage_rank").to_dicts()
+    for row in rows:
+        noise = int.from_bytes(hashlib.sha256(f"{row['query_id']} {row['doc_id']}".encode()).digest()[:4], "big")
+        row["score"] = 0.3 * grades.get((row["query_id"], row["doc_id"]), 0) + 0.5 * noise / 2**32
+    return rows
+
+
+def demo_qrels_lines() -> list[str]:
+    return (DEMO / "qrels.txt").read_text().splitlines()
+
+
+def demo_job(root: Path, qrels: Path | None) -> Path:
+    """A job spec over the demo input (for the fake_engine fixture: the model path is never read), output in
+    root/run-out with first_stage_rank kept, eval.qrels as given."""
+    import yaml
+
+    spec = {"input": {"path": str(DEMO / "candidates.parquet")}, "model": {"path": str(root / "model")},
+            "run": {"chunk_size": 24}, "output": {"path": str(root / "run-out"), "keep_columns": ["first_stage_rank"]},
+            "eval": {"qrels": None if qrels is None else str(qrels)}}
+    job = root / "job.yaml"
+    job.write_text(yaml.safe_dump(spec))
+    return job

@@ -10,56 +10,62 @@ from collections import deque
 import numpy as np
 import pytest
 
+from batchrank.errors import EngineStalled
 from batchrank.pipeline.score import EngineLoop, EngineStopped
 from batchrank.scoring.base import PreparedChunk
+from batchrank.scoring.in_engine import ChunkInEngine, InEngine
 
 
 class StepEngine:
     """An engine that scores `per_step` pairs per step, first in first out, like vLLM's scheduler with max_num_seqs:
     a chunk's pairs may finish over several steps, and a step may finish the end of one chunk and the start of the
-    next. Scores = the payload values; a chunk whose first value is `failing` fails alone."""
+    next. Scores = the payload values; a chunk whose first value is `failing` fails alone. `stalls`: every step
+    blocks until the engine is abandoned, as vLLM's step does when its engine core schedules nothing."""
 
     kind = "qwen3-yes-no"
 
-    def __init__(self, per_step: int = 4, failing: float | None = None, step_seconds: float = 0.0):
-        self.per_step, self.failing, self.step_seconds = per_step, failing, step_seconds
-        self.queue: deque[tuple[int, int, float]] = deque()  # (key, position, value)
-        self.open: dict[int, list[float | None]] = {}
+    def __init__(self, per_step: int = 4, failing: float | None = None, step_seconds: float = 0.0,
+                 stalls: bool = False):
+        self.per_step, self.failing, self.step_seconds, self.stalls = per_step, failing, step_seconds, stalls
+        self.in_engine = InEngine()
+        self.queue: deque[tuple[str, float]] = deque()  # (request id, value)
         self.queued_at_each_step: list[int] = []
         self.crash_next_step = False
+        self.abandoned = threading.Event()
         self.lock = threading.Lock()
 
     def prepare(self, pairs):  # not used: the tests hand prepared chunks to the loop
         raise NotImplementedError
 
-    def submit(self, key: int, prepared: PreparedChunk) -> None:
-        with self.lock:
-            self.open[key] = [None] * prepared.num_pairs
-            self.queue.extend((key, i, value) for i, value in enumerate(prepared.payload))
+    def submit(self, chunk: ChunkInEngine, prepared: PreparedChunk) -> None:
+        def finish(values: list[float]) -> np.ndarray:
+            if values[0] == self.failing:
+                raise RuntimeError(f"engine error in chunk {values[0]:g}")
+            return np.asarray(values, dtype=float)
 
-    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+        with self.lock:
+            ids = self.in_engine.add(chunk, prepared.num_pairs, finish, longest_prompt=5 * prepared.num_pairs)
+            self.queue.extend(zip(ids, prepared.payload, strict=True))
+
+    def step(self) -> list[tuple[ChunkInEngine, np.ndarray | BaseException]]:
+        if self.stalls:
+            self.abandoned.wait()
+            raise RuntimeError("the engine was stopped")
         time.sleep(self.step_seconds)
         with self.lock:
             self.queued_at_each_step.append(len(self.queue))
             if self.crash_next_step:
                 self.crash_next_step = False
                 self.queue.clear()
-                self.open.clear()
                 raise RuntimeError("the engine died")
-            finished = []
-            for _ in range(min(self.per_step, len(self.queue))):
-                key, position, value = self.queue.popleft()
-                self.open[key][position] = value
-                if all(v is not None for v in self.open[key]):
-                    values = self.open.pop(key)
-                    if values[0] == self.failing:
-                        finished.append((key, RuntimeError(f"engine error in chunk {values[0]:g}")))
-                    else:
-                        finished.append((key, np.asarray(values, dtype=float)))
-            return finished
+            done = [self.queue.popleft() for _ in range(min(self.per_step, len(self.queue)))]
+        return self.in_engine.complete(done)
 
-    def has_unfinished(self) -> bool:
-        return bool(self.open)
+    def engine_settings(self) -> dict:
+        return {"max_num_seqs": self.per_step}
+
+    def abandon(self) -> None:
+        self.abandoned.set()
 
     def describe(self) -> dict:
         return {}
@@ -158,5 +164,38 @@ def test_a_chunk_with_nothing_to_score_needs_no_engine() -> None:
     loop = EngineLoop(StepEngine())
     try:
         assert loop.submit(PreparedChunk(0, 0, 0, None)).result(timeout=1).values.size == 0
+    finally:
+        loop.stop()
+
+
+def test_an_engine_that_finishes_nothing_fails_its_chunks_within_the_stall_timeout() -> None:
+    """vLLM's step can wait for ever (a prompt its scheduler never schedules): the watchdog fails every chunk in
+    the engine with a message naming them, stops the engine (which wakes the blocked step) and refuses new chunks."""
+    engine = StepEngine(stalls=True)
+    loop = EngineLoop(engine, stall_timeout=0.5)
+    started = time.monotonic()
+    futures = [loop.submit(chunk(0.0, pairs=7), "chunk 7 (rows 70..76)"), loop.submit(chunk(100.0), "chunk 8")]
+    for future in futures:
+        with pytest.raises(EngineStalled) as stalled:
+            future.result(timeout=10)
+    assert time.monotonic() - started < 5
+    message = str(stalled.value)
+    assert message.startswith("chunk 7 (rows 70..76) and 1 more chunk(s): the engine held 17 request(s) and "
+                              "finished none of them for ")
+    assert "(run.stall_timeout 0.5 s); the longest prompt is 50 tokens; engine: max_num_seqs 4" in message
+    assert engine.abandoned.is_set()
+    with pytest.raises(EngineStalled):
+        loop.submit(chunk(200.0)).result(timeout=1)
+    stopping = time.monotonic()
+    loop.stop()
+    assert time.monotonic() - stopping < 6
+
+
+def test_a_slow_engine_that_keeps_finishing_requests_is_not_stalled() -> None:
+    engine = StepEngine(per_step=1, step_seconds=0.1)  # one request a step: the chunk takes 2 s, 4x the timeout
+    loop = EngineLoop(engine, stall_timeout=0.5)
+    try:
+        assert np.array_equal(loop.submit(chunk(0.0, pairs=20)).result(timeout=30).values, np.arange(20.0))
+        assert not engine.abandoned.is_set() and loop.stalled is None
     finally:
         loop.stop()

@@ -78,8 +78,11 @@ def test_cli_table_and_warnings(output: Path, qrels: Path) -> None:
     mrr = next(line for line in lines if line.startswith("MRR@10")).split()
     assert mrr == ["MRR@10", "0.6667", "0.7500", "+0.0833"]
     assert "queries judged: 2 of 3 in the output" in result.stdout
-    assert "1 queries have no judgments and are not in the averages" in result.stderr
-    assert "judges 1 queries that are not in the output" in result.stderr
+    assert "judged documents in the output: 4 of 5" in result.stdout  # q1's e was never retrieved
+    assert "tied scores in the top 100: none" in result.stdout
+    # Every mismatch warning names examples (repr: a trailing space would show).
+    assert "1 output queries have no judgments and are not in the averages (e.g. 'q3')" in result.stderr
+    assert "judges 1 queries that are not in the output; they are ignored (e.g. 'q9')" in result.stderr
 
 
 def test_cli_json_is_one_object_with_the_exact_keys(output: Path, qrels: Path) -> None:
@@ -197,3 +200,17 @@ def test_eval_spec_section_does_not_change_the_results_fingerprint(tmp_path: Pat
     assert job_fingerprint(with_eval, files, facts) == job_fingerprint(parse_spec(dict(base)), files, facts)
     with pytest.raises(SpecError, match="eval.qrel: unknown key"):
         parse_spec({**base, "eval": {"qrel": "x"}})
+
+
+def test_eval_without_qrels_takes_the_job_specs_or_says_where_to_set_them(output: Path, qrels: Path) -> None:
+    # Issue 25, item 5: `eval` without --qrels pointed nowhere; it now does what `report` does.
+    result = run_cli("eval", str(output))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "no qrels: pass --qrels QRELS, or set eval.qrels in the job spec" in result.stderr
+    info = json.loads((output / "run.json").read_text())
+    info["spec"]["eval"]["qrels"] = str(qrels)
+    (output / "run.json").write_text(json.dumps(info))
+    result = run_cli("eval", str(output), "--json")
+    assert result.exit_code == 0, result.output
+    assert f"qrels from the job spec: {qrels}" in result.stderr
+    assert json.loads(result.stdout)["reranked"]["MRR@10"] == pytest.approx(0.75)

@@ -62,11 +62,18 @@ def test_jsonl_one_object_per_row(output: Path) -> None:
     assert [(r["query_id"], r["rank"]) for r in rows] == [(2, 1), (2, 2), (3, 1), (3, 2), (10, 1), (10, 2)]
 
 
-def test_ids_with_whitespace_and_bad_tags_are_refused(tmp_path: Path) -> None:
-    out = make_output(tmp_path / "out", [{"query_id": "q", "doc_id": "doc 1", "score": 1.0}])
+def test_ids_with_whitespace_are_refused_with_their_count_and_bad_tags_too(tmp_path: Path) -> None:
+    # Issue 25, problem 2: the export named only the first bad id. Now every one is counted, over every part.
+    rows = (ranked("Q01", [f"D01{d:02d}" for d in range(12)]) + ranked("Q\t02", [f"D02{d:02d}" for d in range(12)])
+            + ranked("Q05", ["D 0501", "D0502", "D0503\x00", "D0504"]))
+    out = make_output(tmp_path / "out", rows)  # one part a query: the bad ids are in later parts
     destination = tmp_path / "run.trec"
     result = run_cli("export", str(out), "-o", str(destination))
-    assert result.exit_code == 2 and "doc_id 'doc 1'" in result.stderr and "--format jsonl" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "14 rows hold ids that a TREC run file cannot hold" in result.stderr
+    assert "query_id in 12 rows (1 distinct: 'Q\\t02')" in result.stderr
+    assert "doc_id in 2 rows (2 distinct: 'D 0501', 'D0503\\x00')" in result.stderr
+    assert "--format jsonl" in result.stderr
     assert not destination.exists() and not list(tmp_path.glob(".run.trec*")), "no half-written file is left"
     result = run_cli("export", str(out), "--tag", "my run")
     assert result.exit_code == 2 and "--tag 'my run'" in result.stderr

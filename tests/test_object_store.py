@@ -11,7 +11,7 @@ local and remote paths mixed), and once with the tiny model on the shared engine
 
 from __future__ import annotations
 
-import glob as local_glob
+import gzip
 import io
 import json
 import os
@@ -32,6 +32,7 @@ import pytest
 import batchrank.output.lease as lease_module
 from batchrank import storage
 from batchrank.errors import CheckpointError, SpecError
+from batchrank.output import holder as holders
 from batchrank.output.lease import Lease
 from batchrank.planning.preflight import check_output_outside_input
 from batchrank.spec import parse_spec
@@ -98,12 +99,12 @@ def key(uri: str) -> str:
 
 
 def put(raw: pafs.S3FileSystem, uri: str, data: bytes) -> None:
-    with raw.open_output_stream(key(uri)) as stream:
+    with raw.open_output_stream(key(uri), compression=None) as stream:  # the bytes as given, even for a .gz key
         stream.write(data)
 
 
 def get(raw: pafs.S3FileSystem, uri: str) -> bytes:
-    with raw.open_input_stream(key(uri)) as stream:
+    with raw.open_input_stream(key(uri), compression=None) as stream:
         return stream.read()
 
 
@@ -135,6 +136,17 @@ def read_rejects(raw: pafs.S3FileSystem | None, out: str | Path) -> pl.DataFrame
         frame = pl.from_arrow(pq.read_table(f"{key(str(out))}/rejects.parquet", filesystem=raw))
     # The file column names where each row came from: a path or a URI, compared by file name.
     return frame.with_columns(pl.col("file").str.split("/").list.last()).sort("query_id", "doc_id", "reason")
+
+
+def read_lease(raw: pafs.S3FileSystem, uri: str) -> dict[str, Any]:
+    """A lease as the test reads it while its heartbeat rewrites it: moto (not S3) rewrites an object's bytes in
+    place without a lock, so a read at that moment can return old and new bytes mixed; read again then."""
+    for _ in range(20):
+        try:
+            return json.loads(get(raw, uri))
+        except ValueError:
+            time.sleep(0.01)
+    return json.loads(get(raw, uri))
 
 
 def lease_json(host: str, pid: int, age: float) -> bytes:
@@ -188,27 +200,48 @@ def test_object_paths_compose_like_pathlib() -> None:
         root / "../escaped"
 
 
-def test_glob_follows_the_glob_module_rules(bucket: str, raw, tmp_path: Path) -> None:
-    names = ["data/a.parquet", "data/b.parquet", "data/sub/c.parquet", "data/sub/deeper/d.parquet",
-             "data/.hidden.parquet", "data/notes.txt", "database/e.parquet", "f.parquet"]
-    for name in names:
+GLOB_NAMES = ["data/a.parquet", "data/b.parquet", "data/sub/c.parquet", "data/sub/deeper/d.parquet",
+              "data/.hidden.parquet", "data/notes.txt", "database/e.parquet", "f.parquet", "data/_SUCCESS",
+              "data/_temporary/0/g.parquet", "data/sub/_SUCCESS", "data/sub/.c.parquet.crc",
+              "data/date=2026-12-01/h.parquet", "data/date=2026-12-02/i.parquet", "data/date=2026-12-02/_SUCCESS"]
+PARTITIONS = ["data/date=2026-12-01/h.parquet", "data/date=2026-12-02/i.parquet"]
+UNDER_DATA = ["data/a.parquet", "data/b.parquet", *PARTITIONS, "data/sub/c.parquet", "data/sub/deeper/d.parquet"]
+GLOBS = {  # the glob module's rules; names starting with '_' or '.' hidden; a matched directory: its data files
+    "data/*.parquet": ["data/a.parquet", "data/b.parquet"],
+    "data/**/*.parquet": UNDER_DATA,
+    "**/*.parquet": [*UNDER_DATA, "database/e.parquet", "f.parquet"],
+    "data/?.parquet": ["data/a.parquet", "data/b.parquet"],
+    "data/[ab].parquet": ["data/a.parquet", "data/b.parquet"],
+    "data/*/*.parquet": [*PARTITIONS, "data/sub/c.parquet"],
+    "*.parquet": ["f.parquet"],
+    "data/*": [*UNDER_DATA[:4], "data/notes.txt", *UNDER_DATA[4:]],
+    "data/**": [*UNDER_DATA[:4], "data/notes.txt", *UNDER_DATA[4:]],
+    "data/**/": UNDER_DATA,
+    "data/date=*": PARTITIONS,
+    "data/date=2026-12-0[12]/*.parquet": PARTITIONS,
+    "nothing/*.parquet": [],
+    "data/.*.parquet": ["data/.hidden.parquet"],
+    "data/_temporary/**/*.parquet": ["data/_temporary/0/g.parquet"],
+    "data/_*/**/*.parquet": ["data/_temporary/0/g.parquet"],
+}
+
+
+@pytest.mark.parametrize("pattern", GLOBS)
+def test_a_glob_picks_the_same_files_locally_and_in_the_store(bucket: str, raw, tmp_path: Path, pattern: str) -> None:
+    for name in GLOB_NAMES:
         put(raw, f"{bucket}/{name}", b"x")
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    patterns = ["data/*.parquet", "data/**/*.parquet", "**/*.parquet", "data/?.parquet", "data/[ab].parquet",
-                "data/*/*.parquet", "*.parquet", "data/*", "nothing/*.parquet", "data/.*.parquet"]
-    for pattern in patterns:
-        expected = sorted(os.path.relpath(p, tmp_path) for p in local_glob.glob(str(tmp_path / pattern), recursive=True)
-                          if Path(p).is_file())
-        got = [str(p).removeprefix(bucket + "/") for p in storage.glob(f"{bucket}/{pattern}")]
-        assert got == expected, pattern
-        local = [os.path.relpath(str(p), tmp_path) for p in storage.glob(str(tmp_path / pattern))]
-        assert local == expected, pattern
-        written = [StoragePath.of(f"{bucket}/{name}") for name in names]
-        assert sorted(str(p).removeprefix(bucket + "/") for p in written if p.matches(f"{bucket}/{pattern}")) == \
-            expected, pattern
-    assert StoragePath.of(f"{bucket}/data").list_files(".parquet")[-1] == (
-        StoragePath.of(f"{bucket}/data/sub/deeper/d.parquet"), 1)
+    expected = sorted(GLOBS[pattern])
+    assert [str(p).removeprefix(bucket + "/") for p in storage.glob(f"{bucket}/{pattern}")] == expected
+    assert [os.path.relpath(str(p), tmp_path) for p in storage.glob(f"{tmp_path}/{pattern}")] == expected
+    written = [StoragePath.of(f"{bucket}/{name}") for name in GLOB_NAMES]
+    assert sorted(str(p).removeprefix(bucket + "/") for p in written if p.matches(f"{bucket}/{pattern}")) == expected
+    on_disk = [StoragePath.of(tmp_path / name) for name in GLOB_NAMES]
+    assert sorted(os.path.relpath(str(p), tmp_path) for p in on_disk if p.matches(f"{tmp_path}/{pattern}")) == expected
+    data = sorted(set(UNDER_DATA))
+    assert [str(p).removeprefix(bucket + "/") for p in storage.data_files(StoragePath.of(f"{bucket}/data"))] == data
+    assert [os.path.relpath(str(p), tmp_path) for p in storage.data_files(StoragePath.of(tmp_path / "data"))] == data
 
 
 def test_output_inside_input_is_refused_for_uris() -> None:
@@ -217,7 +250,8 @@ def test_output_inside_input_is_refused_for_uris() -> None:
                                                "output": {"path": output}}))
 
     for source, output in [("s3://b/data", "s3://b/data/out"), ("s3://b/data/", "s3://b/data"),
-                           ("s3://b/data/**/*.parquet", "s3://b/data/out"), ("gs://b/data", "gcs://b/data/x")]:
+                           ("s3://b/data/**/*.parquet", "s3://b/data/out"), ("gs://b/data", "gcs://b/data/x"),
+                           ("s3://b/data/*", "s3://b/data/out"), ("/tmp/data/o*", "/tmp/data/out")]:  # directories
         with pytest.raises(SpecError, match="lies inside input.path"):
             check(source, output)
     for source, output in [("s3://b/data", "s3://b/database"), ("s3://b/data/*.parquet", "s3://b/data/out"),
@@ -264,10 +298,10 @@ def test_the_lease_is_renewed_while_held_refuses_others_and_is_removed(bucket: s
     first = Lease(location, in_use)
     first.acquire()
     try:
-        taken = json.loads(get(raw, str(location)))
+        taken = read_lease(raw, str(location))
         assert taken["host"] == socket.gethostname() and taken["pid"] == os.getpid()
         time.sleep(1.0)
-        renewed = json.loads(get(raw, str(location)))
+        renewed = read_lease(raw, str(location))
         assert renewed["heartbeat"] > taken["heartbeat"] and renewed["started"] == taken["started"]
         with pytest.raises(CheckpointError, match=f"held by {socket.gethostname()} pid {os.getpid()}"):
             Lease(location, in_use).acquire()
@@ -327,6 +361,32 @@ def test_a_job_in_the_object_store_equals_the_same_job_on_disk(
         assert run_info["spec"]["input"]["path"] == f"{bucket}/in/*.parquet"
 
 
+@pytest.mark.parametrize("scattered", [False, True])
+def test_a_spark_dataset_in_the_store_with_its_partition_column(bucket: str, raw, tmp_path: Path, fake_engine: None,
+                                                                scattered: bool) -> None:
+    """`s3://.../data/**` skips Spark's `_SUCCESS` and `.crc` objects, and `date` comes from `date=.../` prefixes,
+    read by row range (whole queries per file) or through the staged copy (queries scattered)."""
+    rows = make_pairs(12, 10, seed=9)
+    rows = rows[1::2] + rows[::2] if scattered else rows
+    for number, date in enumerate(("2026-12-01", "2026-12-02")):
+        put_parquet(raw, f"{bucket}/data/date={date}/part-00000.snappy.parquet", rows[number * 60:(number + 1) * 60])
+        put(raw, f"{bucket}/data/date={date}/_SUCCESS", b"")
+        put(raw, f"{bucket}/data/date={date}/.part-00000.snappy.parquet.crc", b"crc")
+        write_parquet(rows[number * 60:(number + 1) * 60], tmp_path / "data" / f"date={date}" / "part.parquet")
+    put(raw, f"{bucket}/data/_SUCCESS", b"")
+    keep = {"keep_columns": ["bm25_rank", "date"]}
+    reference = write_job(tmp_path / "ref.yaml", tmp_path / "data", NO_MODEL, tmp_path / "ref", run=LOCAL,
+                          output=keep)
+    assert run_cli("run", str(reference), "--preview", "0").exit_code == 0
+    for pattern in ("data/**", "data/date=*"):
+        out = f"{bucket}/out-{pattern.replace('*', 'x').replace('/', '-')}"
+        job = write_job(tmp_path / "job.yaml", f"{bucket}/{pattern}", NO_MODEL, out, run=LOCAL, output=keep)
+        result = run_cli("run", str(job), "--preview", "0")
+        assert result.exit_code == 0, result.output
+        got = read_scores(raw, out)
+        assert got.equals(read_scores(None, tmp_path / "ref")) and got["date"].n_unique() == 2
+
+
 def test_resume_redoes_a_damaged_part_and_input_changes_are_refused(bucket: str, raw, tmp_path: Path,
                                                                     fake_engine: None) -> None:
     put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(20, 10, seed=2))  # 4 chunks of 50, no staging
@@ -355,7 +415,7 @@ def test_a_fresh_lease_refuses_the_run_and_a_stale_one_is_taken_over(bucket: str
     job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, f"{bucket}/out", run=LOCAL)
     put(raw, f"{bucket}/out/_lock.json", lease_json("gpu-node-7", 4242, age=5))
     result = run_cli("run", str(job))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 75, result.output  # in use: a scheduler waits and retries
     assert "is in use by another batchrank run (host gpu-node-7, pid 4242)" in result.output
     assert f"remove {bucket}/out/_lock.json if that run is dead" in result.output
     assert listing(raw, f"{bucket}/out") == ["_lock.json"], "a refused run writes nothing"
@@ -364,6 +424,137 @@ def test_a_fresh_lease_refuses_the_run_and_a_stale_one_is_taken_over(bucket: str
     assert result.exit_code == 0, result.output
     assert "taking over the lease of host gpu-node-7, pid 4242" in result.output
     assert "_lock.json" not in listing(raw, f"{bucket}/out")
+
+
+def test_every_path_a_command_takes_may_be_a_uri(bucket: str, raw, tmp_path: Path, fake_engine: None) -> None:
+    """The job spec, the qrels (text and Parquet) and the export file in the store, for every command."""
+    rows = make_pairs(6, 5)
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", rows)
+    judged = "".join(f"q{q:03d} 0 d{q:03d}-001 1\n" for q in range(6))
+    put(raw, f"{bucket}/qrels.txt", judged.encode())
+    put(raw, f"{bucket}/qrels.txt.gz", gzip.compress(judged.encode()))
+    put(raw, f"{bucket}/broken.txt.gz", gzip.compress(judged.encode())[:20])
+    qrels_frame = pl.DataFrame({"query_id": [f"q{q:03d}" for q in range(6)],
+                                "doc_id": [f"d{q:03d}-001" for q in range(6)], "relevance": [1] * 6})
+    buffer = io.BytesIO()
+    qrels_frame.write_parquet(buffer)
+    put(raw, f"{bucket}/qrels.parquet", buffer.getvalue())
+    out = f"{bucket}/out"
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, out, run=LOCAL,
+                    eval={"qrels": f"{bucket}/qrels.txt"})
+    put(raw, f"{bucket}/jobs/job.yaml", job.read_bytes())
+
+    result = run_cli("validate", f"{bucket}/jobs/job.yaml")
+    assert result.exit_code == 0 and f"qrels: 6 judgments in {bucket}/qrels.txt" in result.output, result.output
+    result = run_cli("run", f"{bucket}/jobs/job.yaml", "--preview", "0")
+    assert result.exit_code == 0 and "queries judged: 6 of 6" in result.output, result.output
+    assert json.loads(get(raw, f"{out}/eval.json"))["qrels"] == f"{bucket}/qrels.txt"
+    assert read_scores(raw, out).height == 30
+    for qrels in (f"{bucket}/qrels.txt", f"{bucket}/qrels.txt.gz", f"{bucket}/qrels.parquet"):
+        result = run_cli("eval", out, "--qrels", qrels, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output.splitlines()[-1])["queries_judged"] == 6
+    result = run_cli("report", out, "--qrels", f"{bucket}/qrels.parquet")
+    assert result.exit_code == 0 and f"report: {out}/report.html" in result.output, result.output
+    result = run_cli("report", out)  # the spec's eval.qrels, a URI, as run.json keeps it
+    assert result.exit_code == 0 and f"qrels from the job spec: {bucket}/qrels.txt" in result.output, result.output
+    result = run_cli("export", out, "-o", f"{bucket}/exports/run.trec")
+    assert result.exit_code == 0, result.output
+    assert len(get(raw, f"{bucket}/exports/run.trec").decode().splitlines()) == 30
+    for destination in (f"{bucket}/exports/run.trec.gz", str(tmp_path / "run.trec.gz")):
+        assert run_cli("export", out, "-o", destination).exit_code == 0
+    assert get(raw, f"{bucket}/exports/run.trec.gz") == (tmp_path / "run.trec.gz").read_bytes(), \
+        "the same bytes as a local file: the store's client does not compress a .gz name on its own"
+
+    for command in (("eval", out, "--qrels"), ("report", out, "--qrels")):
+        result = run_cli(*command, f"{bucket}/none.txt")
+        assert result.exit_code == 2 and f"qrels {bucket}/none.txt: no such file" in result.output, result.output
+        result = run_cli(*command, "s3://no-such-bucket-q/qrels.txt")
+        assert result.exit_code == 2 and "the bucket 'no-such-bucket-q' does not exist" in result.output
+    result = run_cli("eval", out, "--qrels", f"{bucket}/broken.txt.gz")
+    assert result.exit_code == 2 and f"qrels {bucket}/broken.txt.gz: not a readable gzip file" in result.output
+    result = run_cli("run", f"{bucket}/jobs/none.yaml")
+    assert result.exit_code == 2 and f"{bucket}/jobs/none.yaml: job spec not found" in result.output, result.output
+    result = run_cli("run", str(job), "--set", f"eval.qrels={bucket}/missing.txt")
+    assert result.exit_code == 2 and f"qrels {bucket}/missing.txt: no such file" in result.output, result.output
+
+
+def test_a_model_path_in_the_store_is_refused_naming_it(bucket: str, raw, tmp_path: Path) -> None:
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", make_pairs(2, 3))
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", f"{bucket}/models/m", f"{bucket}/out")
+    result = run_cli("validate", str(job))
+    assert result.exit_code == 2, result.output
+    assert f"model.path {bucket}/models/m: an object-store URI; vLLM loads a model from a local directory" \
+        in result.output
+    assert listing(raw, f"{bucket}/out") == []
+
+
+def start_fake_run(job: Path, **env: str) -> subprocess.Popen[str]:
+    """`batchrank run` with FakeScorer in a process of its own (it reaches the store through this environment)."""
+    command = [sys.executable, str(Path(__file__).with_name("fake_scorer.py")), "run", str(job), "--preview", "0"]
+    return subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_a_run_killed_on_this_host_is_stopped_and_its_lease_taken_over_at_once(bucket: str, raw, tmp_path: Path,
+                                                                               fake_engine: None) -> None:
+    rows = make_pairs(20, 10, seed=8)  # 4 chunks of 50
+    write_parquet(rows, tmp_path / "pairs.parquet")
+    reference = write_job(tmp_path / "ref.yaml", tmp_path / "pairs.parquet", NO_MODEL, tmp_path / "ref", run=LOCAL)
+    assert run_cli("run", str(reference), "--preview", "0").exit_code == 0
+    put_parquet(raw, f"{bucket}/in/pairs.parquet", rows)
+    out = f"{bucket}/out"
+    job = write_job(tmp_path / "job.yaml", f"{bucket}/in/pairs.parquet", NO_MODEL, out,
+                    run={**LOCAL, "chunks_in_flight_per_worker": 1})
+    first = start_fake_run(job, FAKE_SCORER_SLEEP="2")
+    deadline = time.monotonic() + 120
+    while first.poll() is None and time.monotonic() < deadline and \
+            not [p for p in listing(raw, out) if p.startswith("scores/part-")]:
+        time.sleep(0.1)
+    try:
+        assert first.poll() is None, first.communicate()[0]
+        result = run_cli("status", out)
+        assert result.exit_code == 3, result.output
+        assert f"running (host {socket.gethostname()}, pid {first.pid}" in result.output
+        result = run_cli("run", str(job), "--preview", "0")  # a second run while the first lives: wait and retry
+        assert result.exit_code == 75, result.output
+        assert f"is in use by another batchrank run (host {socket.gethostname()}, pid {first.pid})" in result.output
+    finally:
+        first.kill()
+        first.communicate()
+    assert json.loads(get(raw, f"{out}/_lock.json"))["pid"] == first.pid, "a SIGKILLed run leaves its lease"
+    result = run_cli("status", out, "--json")
+    assert result.exit_code == 5, result.output
+    state = json.loads(result.output)
+    assert state["state"] == "stopped" and state["run"] is None and 1 <= state["chunks_done"] < 4
+    result = run_cli("run", str(job), "--preview", "0")  # at once, not after the lease's 120 s
+    assert result.exit_code == 0, result.output
+    assert f"taking over the lease of host {socket.gethostname()}, pid {first.pid}: its process is gone" \
+        in result.output
+    assert f"resuming: {state['chunks_done']} of 4 chunks already scored" in result.output
+    assert read_scores(raw, out).equals(read_scores(None, tmp_path / "ref")), "nothing lost, nothing scored twice"
+    assert "_lock.json" not in listing(raw, out)
+
+
+def test_a_lease_this_host_cannot_judge_waits_for_its_heartbeat(bucket: str, raw, monkeypatch) -> None:
+    """A fresh lease naming this host's name but another boot or pid namespace (another container) is not taken
+    over, nor is one whose pid is alive; a reused pid (a process started later) is."""
+    location = StoragePath.of(f"{bucket}/out/_lock.json")
+
+    def in_use(holder: dict[str, Any], age: float) -> Exception:
+        return CheckpointError(f"held by pid {holder['pid']}")
+
+    me = holders.this_process()
+    live = {**me, "pid": os.getpid(), "heartbeat": time.time()}
+    for holder in ({**live, "boot": "another-boot"}, {**live, "pid_namespace": "pid:[1]"}, live):
+        put(raw, str(location), json.dumps(holder).encode())
+        with pytest.raises(CheckpointError, match=f"held by pid {os.getpid()}"):
+            Lease(location, in_use).acquire()
+    if "process_start" in me:
+        put(raw, str(location), json.dumps({**live, "process_start": me["process_start"] - 1}).encode())
+        taken = Lease(location, in_use)
+        taken.acquire()
+        taken.release()
 
 
 # --- the real engine, once ----------------------------------------------------------------------------------------
@@ -415,7 +606,7 @@ def test_the_tiny_model_scores_the_same_in_s3_as_on_disk(tiny_model: str, bucket
 
     put(raw, f"{out}/_lock.json", lease_json("gpu-node-7", 4242, age=1))
     result = run_cli("run", str(job), "--preview", "0")
-    assert result.exit_code == 2 and "(host gpu-node-7, pid 4242)" in result.output
+    assert result.exit_code == 75 and "(host gpu-node-7, pid 4242)" in result.output
 
 
 def test_ray_workers_read_and_write_the_object_store(tiny_model: str, bucket: str, raw, tmp_path: Path) -> None:

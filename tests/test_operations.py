@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -207,6 +208,59 @@ def test_the_readme_example_runs_as_written(tmp_path: Path, fake_engine: None) -
     exec(compile(example.replace('"jobs/msmarco.yaml"', repr(str(job))), "README.md", "exec"), namespace)
     result = namespace["result"]
     assert result.total_pairs == 12 and str(result.output) == str(tmp_path / "out")
+
+
+HOLD_THE_OUTPUT = """
+import sys
+from batchrank.output.layout import OutputLayout
+from batchrank.output.lock import OutputLock
+OutputLock(OutputLayout(sys.argv[1])).acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_spec_built_in_python_runs_and_a_held_output_says_wait(tmp_path: Path, fake_engine: None) -> None:
+    """load_spec(dict) + run_job; while another process holds the output, run_job raises OutputInUse (the CLI's exit
+    75: a scheduler waits) and writes nothing; once it is released, the same call scores every pair."""
+    import batchrank
+
+    write_parquet(make_pairs(3, 4), tmp_path / "candidates.parquet")
+    tree = {"input": {"path": str(tmp_path / "candidates.parquet"),
+                      "columns": {"query_id": "qid", "query": "query_text", "doc_id": "pid", "document": "passage"}},
+            "model": {"path": NO_MODEL}, "run": {"executor": "local"}, "output": {"path": str(tmp_path / "out")}}
+    spec = batchrank.load_spec(tree)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_OUTPUT, str(tmp_path / "out")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(batchrank.OutputInUse, match=f"in use by another batchrank run .*pid {holder.pid}") as info:
+            batchrank.run_job(spec)
+        assert info.value.exit_code == 75 and isinstance(info.value, batchrank.CheckpointError)
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".lock"], "a refused run writes nothing"
+    finally:
+        holder.communicate("")
+    result = batchrank.run_job(spec)
+    assert result.total_pairs == 12 and result.chunks_scored == 1
+
+
+def test_progress_lines_name_chunks_by_id_and_count_them_apart(tmp_path: Path) -> None:
+    """`chunk N` is always the chunk's id, whether it is done or failed; the counts say `of`. A num_workers the
+    local executor cannot use is said, not silently ignored."""
+    rows = make_pairs(20, 10, seed=1)  # 4 chunks of 5 queries; q007 is in chunk 1
+    job = write_job(tmp_path / "job.yaml", write_parquet(rows, tmp_path / "in.parquet"), NO_MODEL, tmp_path / "out",
+                    run={"executor": "local", "chunk_size": 50, "num_workers": 3})
+    done = subprocess.run(FAKE_BATCHRANK + ["run", str(job), "--preview", "0"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "FAKE_FAIL_QUERY": "q007", "FAKE_FAIL_TIMES": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "run.num_workers: 3 is ignored: the local executor (run.executor: local) runs one engine in this " \
+           "process; set run.executor: ray for 3 workers" in done.stderr
+    assert "chunk 1 failed (attempt 1/2): RuntimeError: injected engine failure for query q007; retrying" \
+        in done.stderr
+    finished = re.findall(r"chunk (\d+) done: (\d+) of 4 chunks, (\d+) of 200 pairs", done.stderr)
+    assert sorted(int(chunk) for chunk, _, _ in finished) == [0, 1, 2, 3]
+    assert [(int(count), int(pairs)) for _, count, pairs in finished] == [(1, 50), (2, 100), (3, 150), (4, 200)]
+    assert pl.read_parquet(str(tmp_path / "out" / "scores" / "*.parquet")).height == 200
 
 
 # --- reruns and directories ------------------------------------------------------------------------------------------

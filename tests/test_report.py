@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -65,8 +66,6 @@ def test_report_without_qrels_has_scores_throughput_and_settings(output: Path) -
 
 
 def test_report_takes_qrels_from_the_job_spec(output: Path, tmp_path: Path) -> None:
-    import json
-
     qrels = write_lines(tmp_path / "qrels.txt", QRELS)
     info = json.loads((output / "run.json").read_text())
     info["spec"]["eval"]["qrels"] = str(qrels)
@@ -94,3 +93,21 @@ def test_preview_shows_texts_only_where_they_were_kept(tmp_path: Path, capsys: p
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "q1", "no text kept: the id alone, not twice"
     assert [line.split()[2:] for line in lines[1:]] == [["d1"], ["d2"], ["d3"]]
+
+
+def test_the_report_gives_the_summarys_pairs_per_second_and_seconds(tmp_path: Path, fake_engine: None) -> None:
+    # Issue 25, item 5: report.html said 213.8 pairs/s and 0.4 s of scoring where the summary and its own settings
+    # table said 204.3 and 0.491 s. Now one figure, run.json's, everywhere.
+    from output_fixtures import DEMO, demo_job
+
+    result = run_cli("run", str(demo_job(tmp_path, DEMO / "qrels.txt")), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    rate = re.search(r"\(4 this run, ([\d.]+) pairs/s", result.stdout).group(1)
+    out = tmp_path / "run-out"
+    info = json.loads((out / "run.json").read_text())
+    seconds = info["pairs_scored_this_run"] / info["pairs_per_second_this_run"]
+    page = (out / "report.html").read_text()
+    assert f"This run: {rate} pairs/s over {seconds:.3g} s of scoring" in page
+    assert f"<th>pairs/s this run</th><td>{info['pairs_per_second_this_run']}</td>" in page
+    assert f"<th>seconds of scoring this run (every engine up to the last part)</th><td>{round(seconds, 3)}</td>" in page
+    assert "judged documents in the output: 24 of 24; tied scores in the top 100: none" in page

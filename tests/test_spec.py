@@ -99,3 +99,37 @@ def test_missing_spec_file(tmp_path: Path) -> None:
 def test_keep_columns_may_not_name_output_columns(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"output\.keep_columns.*'score'"):
         load_spec(write(tmp_path, BASE), ["output.keep_columns=[score]"])
+
+
+def test_a_mapping_built_in_python_is_a_spec_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_spec(dict): what a pipeline task builds in code, with the YAML's overrides and ${ENV} values; the caller's
+    dict is left as it was."""
+    monkeypatch.setenv("MODELS", "/models")
+    tree = {"input": {"path": "data/pairs.parquet"}, "model": {"path": "${MODELS}/m"}, "output": {"path": "out/x"}}
+    before = repr(tree)
+    spec = load_spec(tree, ["run.chunk_size=500", "output.keep_columns=[bm25_rank]"])
+    assert spec.model.path == "/models/m" and spec.run.chunk_size == 500 and spec.output.keep_columns == ["bm25_rank"]
+    assert repr(tree) == before, "the caller's mapping is not changed"
+    assert load_spec(tree) == load_spec(write(tmp_path, BASE.replace("/models/m", "${MODELS}/m")))
+    with pytest.raises(SpecError, match=r"^job spec \(a mapping\): invalid job spec: model\.temprature: unknown key"):
+        load_spec({**tree, "model": {"path": "/m", "temprature": 1}})
+    with pytest.raises(SpecError, match=r"load_spec takes a path to a YAML job spec or a mapping, not list"):
+        load_spec([tree])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("run.chunk_sise=500", "run.chunk_sise: unknown key; did you mean chunk_size?"),
+    ("run.worker_resources.num_gpu=1", "run.worker_resources.num_gpu: unknown key; did you mean num_gpus?"),
+    ("eval.qrel=q.txt", "eval.qrel: unknown key; did you mean qrels?"),
+    ("outptu.path=x", "outptu: unknown key; did you mean output?"),
+    ("model.kindd=embedding", "model.kindd: unknown key; did you mean kind?"),
+    ("run.zzz=1", "run.zzz: unknown key"),  # nothing close: no guess
+])
+def test_unknown_spec_keys_get_the_closest_known_key(tmp_path: Path, override: str, message: str) -> None:
+    # Issue 25, item 5: engine keys had a "did you mean", spec keys none.
+    from conftest import run_cli
+
+    result = run_cli("validate", str(write(tmp_path, BASE)), "--set", override)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert ("did you mean" in result.stderr) is ("did you mean" in message)

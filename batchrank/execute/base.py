@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from batchrank.errors import BatchrankError, RunFailure
+from batchrank.errors import BatchrankError, EngineStalled, RunFailure
 from batchrank.io.parts import PartWritten
 from batchrank.pipeline.context import JobContext
 from batchrank.plan import Chunk
@@ -156,8 +156,8 @@ class Dispatch(ABC):
                             del self.in_flight[other]
                             self._requeue(other_chunk, error)
                     workers[workers.index(worker)] = self.replace(worker)
-                except BatchrankError:
-                    raise  # bad input is the user's to fix; retrying cannot help
+                except (BatchrankError, EngineStalled):
+                    raise  # bad input is the user's to fix, and a stalled engine would stall again: no retry
                 except Exception as error:  # noqa: BLE001 - any engine error is retried, then reported with the chunk
                     self._requeue(chunk, error)
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -11,6 +12,8 @@ from batchrank.io.parts import PartWritten
 from batchrank.pipeline.chunk import ChunkPipeline
 from batchrank.plan import Chunk
 from batchrank.scoring.base import EnginePlacement
+
+log = logging.getLogger("batchrank")
 
 WORKER = "worker-0"
 
@@ -36,6 +39,11 @@ class LocalExecutor(Executor):
     name = "local"
 
     def run(self, pending: list[Chunk]) -> ExecutionSummary:
+        settings = self.context.spec.run
+        if settings.num_workers not in ("auto", 1):
+            log.warning("run.num_workers: %s is ignored: the local executor (run.executor: %s) runs one engine in "
+                        "this process; set run.executor: ray for %s workers", settings.num_workers,
+                        settings.executor, settings.num_workers)
         scorer = self.factory.create(self.context.spec, EnginePlacement(engines_per_gpu=1))
         pipeline = ChunkPipeline(self.context, scorer, WORKER)
         window = self.context.spec.run.chunks_in_flight_per_worker

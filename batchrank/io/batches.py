@@ -9,7 +9,7 @@ the row group's average in its footer; rows much longer than their row group's a
 the columns the caller's expressions use are read, and a dictionary-encoded column (a query's id and text, repeated
 on each of its rows) is decoded as a dictionary and expanded by polars, at a sixth of pyarrow's cost. polars' own
 reader is faster still but decodes whole row groups, several at once, so its memory follows how the input was
-written (docs/perf-notes.md, entry 31).
+written (docs/perf-notes.md, entry 32).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from batchrank.errors import InputDataError
 from batchrank.io.input import InputFiles
+from batchrank.io.partitions import literal_columns
 from batchrank.storage import StoragePath
 
 READ_BUFFER_BYTES = 4 << 20  # per column being read: a store gets reads of this size, not one per page
@@ -63,12 +64,15 @@ def input_batches(files: InputFiles, columns: list[pl.Expr | str],
     """
     used = _columns_used(columns)
     sources, canonical = files.source_columns(used), files.canonical(used)
+    partitions = tuple(name for name in files.partition_columns if used is None or name in used)
     sizer, offset = BatchSizer(batch_bytes), 0
-    for path in files.paths:
-        for batch in _file_batches(path, sources, sizer):
+    for file in files.files:
+        constants = literal_columns(file.partition, partitions)  # kept values of the file's partition directories
+        for batch in _file_batches(file.path, sources, sizer):
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
-            yield offset, frame.lazy().select(canonical).select(columns).collect()  # one plan: casts and columns
+            # one plan: the file's partition values, the casts and the caller's columns
+            yield offset, frame.lazy().with_columns(constants).select(canonical).select(columns).collect()
             offset += batch.num_rows
 
 

@@ -94,6 +94,10 @@ class RowRangeReader:
 
     def read(self, start: int, count: int, columns: list[str] | None = None) -> list[pa.Table]:
         """The rows as one table per file they come from (files may differ in types: string, large_string...)."""
+        return [table for _, table in self.read_by_file(start, count, columns)]
+
+    def read_by_file(self, start: int, count: int, columns: list[str] | None = None) -> list[tuple[int, pa.Table]]:
+        """Like read, each table with the index of the file it comes from."""
         tables, offset, end = [], 0, start + count
         for index, path in enumerate(self.paths):
             rows = self._rows_in(index)
@@ -111,7 +115,7 @@ class RowRangeReader:
                     # pre_buffer: coalesced range requests in a store, not one request per page
                     parquet = pq.ParquetFile(handle, metadata=footer, pre_buffer=True)
                     table = parquet.read_row_groups(groups, columns=columns)
-                tables.append(table.slice(first - (skipped or 0), last - first))
+                tables.append((index, table.slice(first - (skipped or 0), last - first)))
             offset += rows
             if offset >= end:
                 break

@@ -24,7 +24,8 @@ from batchrank.storage import StoragePath
 REJECTS_COLUMNS = ("query_id", "doc_id", "reason", "file", "row")
 REJECTS_SCHEMA_EXTRA = {"reason": pl.String, "file": pl.String, "row": pl.Int64}
 DUPLICATE_REASON = "duplicate (query_id, doc_id) pair"
-TOO_LONG_REASON = "the query and instruction alone do not fit model.max_model_len"
+# Every kind: a qwen3 prompt's fixed text holds the instruction, a pair's the special tokens, an embedding's the prefix.
+TOO_LONG_REASON = "the query alone, with the prompt's fixed text, does not fit model.max_model_len"
 
 
 def summarize_reasons(reasons: pl.Series) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchrank import scoring
-from batchrank.errors import INTERRUPTED_EXIT_CODE
+from batchrank.errors import INTERRUPTED_EXIT_CODE, InputDataError
 from batchrank.execute import run_executor
 from batchrank.execute.placement import choose_executor
 from batchrank.io.parts import PartWritten
@@ -123,7 +123,7 @@ def _score_and_finish(context: JobContext, factory: ScorerFactory, qrels: Qrels 
     def on_part(part: PartWritten) -> None:
         done[part.stats.chunk_id] = part
         ledger.record(part)
-        progress.chunk_done(part.stats.pairs + part.stats.rejected_pairs, part.stats.pairs)
+        progress.chunk_done(part.stats.chunk_id, part.stats.pairs + part.stats.rejected_pairs, part.stats.pairs)
 
     execution = None
     try:
@@ -155,7 +155,11 @@ def _evaluate_and_report(layout: OutputLayout, qrels: Qrels | None,
     if qrels is not None:
         from batchrank.eval import evaluate  # ir-measures, only where metrics are asked for
 
-        evaluation = evaluate(layout.root, qrels)
+        try:
+            evaluation = evaluate(layout.root, qrels)
+        except InputDataError as error:  # ids that do not meet: say that the scores themselves are done
+            raise InputDataError(f"{error}. The scores are complete in {layout.root}; fix the ids, then "
+                                 f"`batchrank eval {layout.root} --qrels QRELS` (or --set eval.qrels=null)") from None
     if evaluation is not None and (rewrite or not _same_evaluation(layout, evaluation)):
         from batchrank.eval import write_eval_json
 

@@ -1,8 +1,10 @@
 """A lease on an output directory in an object store, where no file lock exists.
 
-OUTPUT/_lock.json names the holder ({host, pid, started, heartbeat, token}); a daemon thread rewrites it every
-HEARTBEAT_SECONDS while the run lives. A lease whose heartbeat is younger than STALE_SECONDS refuses a second run;
-an older one (a run that was killed, or lost its machine) is taken over with a warning.
+OUTPUT/_lock.json names the holder ({host, pid, started, heartbeat, token}, and what holder.py records to tell a
+dead process on this host); a daemon thread rewrites it every HEARTBEAT_SECONDS while the run lives. A lease whose
+heartbeat is younger than STALE_SECONDS refuses a second run; an older one (a run that was killed, or lost its
+machine) is taken over with a warning, and so is a fresh one whose holder ran on this host and is gone (a run
+killed here is taken over at once, not after STALE_SECONDS).
 
 Best effort only: an object store offers no atomic create-if-absent through pyarrow, so two runs that start within
 the same moment can both take the lease (the loser usually notices when it reads the lease back, but not always),
@@ -14,14 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from batchrank.output import holder as holders
 from batchrank.storage import StoragePath
 
 log = logging.getLogger("batchrank")
@@ -55,16 +56,21 @@ class Lease:
         """Seconds since the holder's last heartbeat (by this machine's clock)."""
         return time.time() - _number(holder.get("heartbeat"))
 
+    @staticmethod
+    def is_live(holder: dict[str, Any]) -> bool:
+        """Whether the holder still holds the lease: a recent heartbeat, and not a process known gone on this host."""
+        return Lease.age(holder) < STALE_SECONDS and not holders.is_gone(holder)
+
     def acquire(self) -> None:
         holder = self.read()
         if holder is not None:
             age = self.age(holder)
-            if age < STALE_SECONDS:
+            if self.is_live(holder):
                 raise self.in_use(holder, age)
-            log.warning(
-                "%s: taking over the lease of host %s, pid %s: its last heartbeat was %.0f s ago (more than %.0f s)",
-                self.location, holder.get("host", "?"), holder.get("pid", "?"), age, STALE_SECONDS,
-            )
+            why = (f"its last heartbeat was {age:.0f} s ago (more than {STALE_SECONDS:.0f} s)" if age >= STALE_SECONDS
+                   else "its process is gone from this host")
+            log.warning("%s: taking over the lease of host %s, pid %s: %s", self.location, holder.get("host", "?"),
+                        holder.get("pid", "?"), why)
         self._started = time.time()
         self._write()
         current = self.read()  # another run that wrote at the same moment: whoever wrote last holds it
@@ -74,8 +80,7 @@ class Lease:
         self._thread.start()
 
     def _write(self) -> None:
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "started": self._started, "heartbeat": time.time(),
-              "token": self.token}
+        me = {**holders.this_process(), "started": self._started, "heartbeat": time.time(), "token": self.token}
         self.location.write_bytes(json.dumps(me).encode())
 
     def _beat(self) -> None:

@@ -5,7 +5,8 @@ that lock when the process dies however it dies (SIGKILL, the OOM killer), so a 
 taken over, with no window in which two runs could both take it. lockf locks are not inherited by forked children
 (vLLM's engine processes) and reach across NFS clients. A lock file naming another host is never taken over (a file
 system whose locks do not reach across hosts cannot tell a live run from a dead one): remove it once that run is
-known to be dead. Where the file system has no locks at all, a holder whose pid is gone on this host is taken over.
+known to be dead. Where the file system has no locks at all, a holder whose process is gone from this host
+(holder.py) is taken over. A refused run raises OutputInUse (exit 75: wait and run again), having written nothing.
 
 In an object store, OUTPUT/_lock.json is a lease kept alive by a heartbeat instead (lease.py: best effort).
 """
@@ -16,12 +17,12 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import time
 from typing import Any
 
 from batchrank import storage
-from batchrank.errors import CheckpointError
+from batchrank.errors import OutputInUse
+from batchrank.output import holder as holders
 from batchrank.output.layout import OutputLayout
 from batchrank.output.lease import STALE_SECONDS, Lease
 
@@ -35,11 +36,11 @@ class OutputLock:
         self._lease: Lease | None = None
 
     def acquire(self) -> None:
-        """Hold the directory for this process, or refuse (CheckpointError) naming the run that holds it."""
+        """Hold the directory for this process, or refuse (OutputInUse, exit 75) naming the run that holds it."""
         key = str(self.path.absolute())
         if key in _HELD_HERE:
-            raise CheckpointError(f"{self.layout.root} is in use by another batchrank run in this process "
-                                  f"(pid {os.getpid()})")
+            raise OutputInUse(f"{self.layout.root} is in use by another batchrank run in this process "
+                              f"(pid {os.getpid()})")
         if self.path.supports_posix_locks:
             self.layout.root.mkdir()
             self._descriptor = self._take_lockf()
@@ -68,13 +69,13 @@ class OutputLock:
             _HELD_HERE.discard(str(self.path.absolute()))
 
     def _take_lockf(self) -> int:
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        me = {**holders.this_process(), "started": time.time()}
         for _ in range(5):
             descriptor = os.open(self.path.os_path(), os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 locked = _try_lockf(descriptor)
                 holder = _read_holder(descriptor)
-                if locked is False or (locked is None and holder and not _holder_is_gone(holder)):
+                if locked is False or (locked is None and holder and not holders.is_gone(holder)):
                     raise self._in_use(holder)
                 if not _same_file(descriptor, self.path.os_path()):  # removed by a run that finished meanwhile
                     os.close(descriptor)
@@ -88,18 +89,18 @@ class OutputLock:
                 os.close(descriptor)
                 raise
             return descriptor
-        raise CheckpointError(f"{self.path}: could not take the lock; another run keeps replacing it")
+        raise OutputInUse(f"{self.path}: could not take the lock; another run keeps replacing it")
 
-    def _in_use(self, holder: dict[str, Any] | None) -> CheckpointError:
+    def _in_use(self, holder: dict[str, Any] | None) -> OutputInUse:
         holder = holder or {}
-        return CheckpointError(
+        return OutputInUse(
             f"{self.layout.root} is in use by another batchrank run (host {holder.get('host', '?')}, pid "
             f"{holder.get('pid', '?')}); wait for it to finish, or remove {self.path} if that run is dead"
         )
 
-    def _lease_in_use(self, holder: dict[str, Any], age: float) -> CheckpointError:
-        return CheckpointError(f"{self._in_use(holder)} (its lease was renewed {age:.0f} s ago; one older than "
-                               f"{STALE_SECONDS:.0f} s is taken over)")
+    def _lease_in_use(self, holder: dict[str, Any], age: float) -> OutputInUse:
+        return OutputInUse(f"{self._in_use(holder)} (its lease was renewed {age:.0f} s ago; one older than "
+                           f"{STALE_SECONDS:.0f} s is taken over)")
 
 
 def read_holder(layout: OutputLayout) -> tuple[dict[str, Any], float | None] | None:
@@ -107,11 +108,10 @@ def read_holder(layout: OutputLayout) -> tuple[dict[str, Any], float | None] | N
     None for a lockf lock), or None when no run holds it."""
     path = layout.lock
     if not path.supports_posix_locks:
-        holder = Lease(path, lambda holder, age: CheckpointError("")).read()
-        if holder is None:
+        holder = Lease(path, lambda holder, age: OutputInUse("")).read()
+        if holder is None or not Lease.is_live(holder):
             return None
-        age = Lease.age(holder)
-        return (holder, age) if age < STALE_SECONDS else None
+        return holder, Lease.age(holder)
     try:
         descriptor = os.open(path.os_path(), os.O_RDONLY)
     except FileNotFoundError:
@@ -123,7 +123,7 @@ def read_holder(layout: OutputLayout) -> tuple[dict[str, Any], float | None] | N
     finally:
         os.close(descriptor)
     if held is None:  # no locks on this file system: the pid tells
-        held = bool(holder) and not _holder_is_gone(holder or {})
+        held = bool(holder) and not holders.is_gone(holder or {})
     return (holder or {}, None) if held else None
 
 
@@ -167,15 +167,3 @@ def _same_file(descriptor: int, path: str) -> bool:
         return os.fstat(descriptor).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
-
-
-def _holder_is_gone(holder: dict[str, Any]) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return False  # another host's process cannot be checked from here; only its owner may clear it
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return False
-    return False

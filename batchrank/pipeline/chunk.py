@@ -19,7 +19,7 @@ class ChunkPipeline:
         self.context = context
         self.reader = ChunkReader(context)
         self.preparer = ChunkPreparer(scorer, context.files, context.spec.input.on_bad_rows)
-        self.engine = EngineLoop(scorer, worker)
+        self.engine = EngineLoop(scorer, worker, context.spec.run.stall_timeout)
         self.writer = ChunkWriter(context.layout, context.spec.output.keep_columns, worker)
 
     def process(self, chunk: Chunk, retry: bool = False) -> PartWritten:
@@ -30,7 +30,7 @@ class ChunkPipeline:
             if existing is not None:
                 return existing
         work = self.preparer.prepare(self.reader.read(chunk))
-        scores = self.engine.submit(work.prepared).result()
+        scores = self.engine.submit(work.prepared, f"chunk {chunk.chunk_id} ({chunk.rows})").result()
         return self.writer.write(work, scores)
 
     def close(self) -> None:

@@ -28,6 +28,9 @@ THROUGHPUT_ENGINE_KEYS = frozenset({
 
 def job_fingerprint(spec: JobSpec, files: InputFiles, model: ModelFacts) -> dict[str, Any]:
     engine = {key: value for key, value in sorted(spec.model.engine.items()) if key not in THROUGHPUT_ENGINE_KEYS}
+    # Kept partition values are output columns that no file's content holds (a file moved to another date=...).
+    partitions = {"input.partitions": [[str(f.path), [dict(f.partition).get(name) for name in files.partition_columns]]
+                                       for f in files.files]} if files.partition_columns else {}
     return {
         "input.files": [[str(f.path), f.size, f.footer_sha256] for f in files.files],
         "input.columns": {c: spec.input.column(c) for c in CANONICAL_COLUMNS},
@@ -40,11 +43,12 @@ def job_fingerprint(spec: JobSpec, files: InputFiles, model: ModelFacts) -> dict
         "model.engine": engine,
         "run.chunk_size": spec.run.chunk_size,
         "output.keep_columns": list(spec.output.keep_columns),
+        **partitions,
     }
 
 
 def _comparable(key: str, value: Any) -> Any:
-    if key == "input.files":  # by content and order; the path may change (a copy of the same files)
+    if key in ("input.files", "input.partitions"):  # by content and order; the path may change (a copy)
         return [entry[1:] for entry in value or []]
     return value
 
@@ -58,6 +62,9 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         if key == "input.files":
             changes.append("input file(s) changed since the checkpoint: " + _describe_files(before or [], after or []))
+        elif key == "input.partitions":
+            changes.append("the input files' partition directories (kept columns) changed since the checkpoint: "
+                           + _describe_partitions(before or [], after or []))
         elif key == "model.files":
             changes.append("the model's files changed since the checkpoint (weights, tokenizer or config)")
         else:
@@ -87,6 +94,13 @@ def _describe_files(before: list[list[Any]], after: list[list[Any]]) -> str:
         if old_footer != new_footer:
             return f"{new_path} (same size, another Parquet footer: its content was rewritten)"
     return "their order changed"
+
+
+def _describe_partitions(before: list[list[Any]], after: list[list[Any]]) -> str:
+    for (_, old), (path, new) in zip(before, after, strict=False):
+        if old != new:
+            return f"{path} ({old} -> {new})"
+    return f"{len(before)} file(s) then, {len(after)} now"
 
 
 def check_resumable(root: str, old: dict[str, Any], new: dict[str, Any]) -> None:

@@ -59,6 +59,8 @@ def make_plan(checked: Checked, layout: OutputLayout, fingerprint: dict[str, Any
     memory = PlanMemory.of(spec.run)
     with scratch_directory() as scratch:
         check = check_rows(files, spec.input.on_bad_rows, scratch, too_long, memory=memory)
+        for warning in check.report.warnings:  # before scoring, not when the export meets them
+            log.warning("%s", warning)
         if spec.input.on_bad_rows == "error":  # bad rows stop the job before the output is touched
             raise_on_problems(check.report)
         raise_if_nothing_left(check, spec.input.path)

@@ -11,7 +11,7 @@ from batchrank.spec import RunSpec
 
 # Batch-sized buffers the plan's work holds at most at once: staging's spill holds the batch, its rows joined to
 # their query's rank, those kept, their order by bucket, the Arrow copy written and two writes queued; the row
-# pass's derived columns and facts take fewer. Measured (docs/perf-notes.md, entry 31).
+# pass's derived columns and facts take fewer. Measured (docs/perf-notes.md, entry 32).
 BUFFERS_PER_BATCH = 8
 SPILL_WRITES_QUEUED = 2
 DECISION_BYTES = 128  # a rejected row (input row, ids, reason) while the reject stream's runs are merged

@@ -38,6 +38,7 @@ class InputReport:
     query_chars: dict[str, float]
     doc_chars: dict[str, float]
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what scores but may bite later (ids a TREC file cannot hold)
 
 
 @dataclass
@@ -122,7 +123,7 @@ def check_rows(files: InputFiles, on_bad_rows: str, scratch: Path, too_long: Too
     stream.close()
     report = InputReport(rows=first.rows, queries=first.queries, files=len(files.paths),
                          query_chars=first.query_chars.stats(), doc_chars=first.doc_chars.stats(),
-                         problems=_problems(files, first, second))
+                         problems=_problems(files, first, second), warnings=first.unsafe_ids.warnings(files.locate))
     return RowCheck(report, files, on_bad_rows, stream, first.facts, memory)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from batchrank.scoring.in_engine import ChunkInEngine, InEngine
 from batchrank.spec import JobSpec, ModelKind
 
 
@@ -28,6 +29,7 @@ class PreparedChunk:
     truncated_pairs: int
     payload: Any  # what the scorer's engine needs; only the scorer that made it reads it
     too_long_rows: list[int] = field(default_factory=list)
+    longest_prompt: int = 0  # tokens (a stalled engine's message names it)
 
 
 @dataclass(frozen=True)
@@ -51,20 +53,25 @@ class ModelFacts:
 
 class Scorer(Protocol):
     kind: ModelKind
+    in_engine: InEngine  # what is in its engine, since when: shared with the score stage and its stall watchdog
 
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
         """Render and tokenize the pairs (columns query_id, query, doc_id, document); thread-safe."""
 
-    def submit(self, key: int, prepared: PreparedChunk) -> None:
-        """Add a prepared chunk's requests to the engine (`key` names the chunk in what `step` returns)."""
+    def submit(self, chunk: ChunkInEngine, prepared: PreparedChunk) -> None:
+        """Add a prepared chunk's requests to the engine, recording them in `in_engine`."""
 
-    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+    def step(self) -> list[tuple[ChunkInEngine, np.ndarray | BaseException]]:
         """Advance the engine once; the chunks whose every pair is now scored, with one float score per pair in
         the order of the frame given to `prepare` (or the error that failed that chunk alone). An exception raised
         from here means the engine itself failed: every submitted chunk is lost."""
 
-    def has_unfinished(self) -> bool:
-        """Whether any submitted chunk is still in the engine."""
+    def engine_settings(self) -> dict[str, Any]:
+        """The engine settings that decide how prompts are scheduled (a stalled engine's message names them)."""
+
+    def abandon(self) -> None:
+        """Stop the engine now, from any thread, whatever the job's keep_engine says: it stalled, and a step
+        blocked in it must return."""
 
     def describe(self) -> dict[str, Any]:
         """How it scores, for run.json (kind, template, engine arguments, ...)."""
@@ -86,12 +93,13 @@ class ScorerFactory(Protocol):
 
 class ChunkAtATimeScorer(ABC):
     """A Scorer whose engine scores one whole chunk per call (`score`), e.g. a reference or a test stand-in: each
-    `step` scores the oldest submitted chunk."""
+    `step` scores the oldest submitted chunk (one request in `in_engine`)."""
 
     kind: ModelKind
 
     def __init__(self) -> None:
-        self._submitted: deque[tuple[int, PreparedChunk]] = deque()
+        self.in_engine = InEngine()
+        self._submitted: deque[tuple[str, PreparedChunk]] = deque()
 
     @abstractmethod
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk: ...
@@ -99,26 +107,32 @@ class ChunkAtATimeScorer(ABC):
     @abstractmethod
     def score(self, prepared: PreparedChunk) -> np.ndarray: ...
 
-    def submit(self, key: int, prepared: PreparedChunk) -> None:
-        self._submitted.append((key, prepared))
+    def submit(self, chunk: ChunkInEngine, prepared: PreparedChunk) -> None:
+        [request_id] = self.in_engine.add(chunk, 1, lambda values: values[0], prepared.longest_prompt)
+        self._submitted.append((request_id, prepared))
 
-    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
+    def step(self) -> list[tuple[ChunkInEngine, np.ndarray | BaseException]]:
         if not self._submitted:
             return []
-        key, prepared = self._submitted.popleft()
+        request_id, prepared = self._submitted.popleft()
         try:
-            return [(key, self.score(prepared))]
+            value: np.ndarray | BaseException = self.score(prepared)
         except Exception as error:  # noqa: BLE001 - this chunk's own failure, reported with the chunk
-            return [(key, error)]
+            value = error
+        return self.in_engine.complete([(request_id, value)])
 
-    def has_unfinished(self) -> bool:
-        return bool(self._submitted)
+    def engine_settings(self) -> dict[str, Any]:
+        return {}
+
+    def abandon(self) -> None:
+        self._submitted.clear()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind}
 
     def close(self) -> None:
         self._submitted.clear()
+        self.in_engine.remove_all()
 
 
 def order_for_engine(query_positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import polars as pl
 
 from batchrank.embedding_inputs import TextEncoder
 from batchrank.scoring.base import PreparedChunk
+from batchrank.scoring.in_engine import ChunkInEngine
 from batchrank.scoring.requests import EngineRequests, EngineScorer
 
 
@@ -64,7 +65,7 @@ class EmbeddingScorer(EngineScorer):
         return PreparedChunk(len(queries), tokens, int(doc_tokens.truncated.sum()), payload,
                              too_long_rows=[i for i, q in enumerate(queries) if position[q] in too_long])
 
-    def submit(self, key: int, prepared: PreparedChunk) -> None:
+    def submit(self, chunk: ChunkInEngine, prepared: PreparedChunk) -> None:
         payload: _EmbeddingPayload = prepared.payload
 
         def finish(vectors: list[Any]) -> np.ndarray:
@@ -72,4 +73,4 @@ class EmbeddingScorer(EngineScorer):
             queries, documents = matrix[: payload.queries], matrix[payload.queries :]
             return similarity(self.similarity_name, queries[payload.query_of_pair], documents)
 
-        self.submit_requests(key, payload.token_ids, finish)
+        self.submit_requests(chunk, payload.token_ids, finish)

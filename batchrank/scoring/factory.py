@@ -11,6 +11,7 @@ from typing import Any
 from batchrank.errors import SpecError
 from batchrank.model_dir import ModelDirectory
 from batchrank.scoring.base import EnginePlacement, ModelFacts, Scorer
+from batchrank.scoring.engine import step_budget_warnings
 from batchrank.scoring.input_format import InputFormat
 from batchrank.scoring.kinds import detect_model_kind
 from batchrank.spec import JobSpec
@@ -57,8 +58,9 @@ class VllmScorerFactory:
         # Building the encoder checks the format against the tokenizer (a pair encoding it cannot reproduce, a
         # document prefix that fills max_model_len) before anything is written.
         encoder = form.encoder(tokenizer, max_model_len or _DEFAULT_MAX_MODEL_LEN)
+        warnings = form.warnings(tokenizer, encoder) + step_budget_warnings(spec.model.engine, max_model_len)
         return ModelFacts(kind, form.describe(tokenizer, encoder), max_model_len, directory.fingerprint(),
-                          directory.weight_bytes, warnings=tuple(form.warnings(tokenizer, encoder)))
+                          directory.weight_bytes, warnings=tuple(warnings))
 
     @staticmethod
     def _check_engine_keys(engine: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ import polars as pl
 from batchrank.pair_encoding import PairEncoder
 from batchrank.prompts import PromptEncoder
 from batchrank.scoring.base import PreparedChunk, order_for_engine
+from batchrank.scoring.in_engine import ChunkInEngine
 from batchrank.scoring.requests import EngineRequests, EngineScorer
 from batchrank.spec import ModelKind
 
@@ -49,7 +50,7 @@ class PairScorer(EngineScorer):
         return PreparedChunk(len(queries), encoded.num_tokens, int(encoded.truncated.sum()), payload,
                              too_long_rows=encoded.too_long)
 
-    def submit(self, key: int, prepared: PreparedChunk) -> None:
+    def submit(self, chunk: ChunkInEngine, prepared: PreparedChunk) -> None:
         payload: _PairPayload = prepared.payload
         order = payload.order
 
@@ -58,7 +59,7 @@ class PairScorer(EngineScorer):
             scores[order] = values  # back from engine order to the chunk's row order
             return scores
 
-        self.submit_requests(key, payload.token_ids, finish, payload.token_type_starts)
+        self.submit_requests(chunk, payload.token_ids, finish, payload.token_type_starts)
 
     @staticmethod
     def value_of(output: Any) -> float:

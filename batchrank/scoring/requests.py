@@ -1,66 +1,22 @@
 """Requests of many chunks in one running vLLM engine: added one chunk at a time, finished in any order.
 
-EngineRequests talks to the engine (add a prompt's token ids, step, collect finished outputs); ChunkRequests keeps
-which request belongs to which chunk, so that a chunk is handed back as soon as its last request is done.
+EngineRequests talks to the engine (start it, add a prompt's token ids, step, collect finished outputs, stop it);
+EngineScorer records each chunk's requests in the shared InEngine record (scoring/in_engine.py), so that a chunk is
+handed back as soon as its last request is done and a stalled engine can be named.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from batchrank.scoring import engine as vllm_engine
+from batchrank.scoring.in_engine import ChunkInEngine, InEngine
 
-
-@dataclass
-class _OpenChunk:
-    values: list[Any]
-    remaining: int
-    finish: Callable[[list[Any]], np.ndarray]
-
-
-@dataclass
-class ChunkRequests:
-    """Request ids `KEY-POSITION`, and the values of each chunk's requests as they come back."""
-
-    _open: dict[int, _OpenChunk] = field(default_factory=dict)
-
-    def open(self, key: int, count: int, finish: Callable[[list[Any]], np.ndarray]) -> None:
-        """Expect `count` requests for chunk `key`; `finish` turns their values (by position) into its scores."""
-        self._open[key] = _OpenChunk([None] * count, count, finish)
-
-    @staticmethod
-    def request_id(key: int, position: int) -> str:
-        return f"{key}-{position}"
-
-    def has_open(self) -> bool:
-        return bool(self._open)
-
-    def collect(self, results: Iterable[tuple[str, Any]]) -> list[tuple[int, np.ndarray | BaseException]]:
-        """Record finished requests; the chunks now complete, with their scores (or the error of a failed one)."""
-        finished: list[tuple[int, np.ndarray | BaseException]] = []
-        for request_id, value in results:
-            key_text, _, position_text = request_id.partition("-")
-            key, position = int(key_text), int(position_text)
-            chunk = self._open.get(key)
-            if chunk is None:
-                continue  # a chunk already failed: its late requests are dropped
-            if isinstance(value, BaseException):
-                del self._open[key]
-                finished.append((key, value))
-                continue
-            chunk.values[position] = value
-            chunk.remaining -= 1
-            if chunk.remaining == 0:
-                del self._open[key]
-                try:
-                    finished.append((key, chunk.finish(chunk.values)))
-                except Exception as error:  # noqa: BLE001 - this chunk's own failure
-                    finished.append((key, error))
-        return finished
+log = logging.getLogger(__name__)
 
 
 class EngineRequests:
@@ -89,6 +45,10 @@ class EngineRequests:
             finished.append((output.request_id, output.error if output.error is not None else output.data))
         return finished
 
+    def settings(self) -> dict[str, Any]:
+        """What decides how this engine schedules prompts, as vLLM resolved it."""
+        return vllm_engine.scheduling_settings(self.llm)
+
     def describe(self) -> dict[str, Any]:
         return {
             "max_model_len": self.max_model_len,
@@ -100,8 +60,17 @@ class EngineRequests:
             "prompt_tokens_sent": self.prompt_tokens,
         }
 
-    def close(self) -> None:
-        self.loop.abort_all()
+    def abandon(self) -> None:
+        """Stop the engine whatever keep_engine says, and wake a step blocked waiting for its output."""
+        vllm_engine.release_engine(self.arguments)
+        vllm_engine.wake_blocked_step(self.llm, RuntimeError("the engine was stopped: it stalled"))
+
+    def close(self, request_ids: list[str]) -> None:
+        """Abort the requests still in the engine; release it unless this process keeps it for another job."""
+        try:
+            self.loop.abort(request_ids)
+        except Exception as error:  # noqa: BLE001 - a dead or stopped engine has nothing left to abort
+            log.debug("abort on close: %s", error)
         if not self.keep_engine:
             vllm_engine.release_engine(self.arguments)
 
@@ -113,28 +82,32 @@ class EngineScorer:
 
     def __init__(self, requests: EngineRequests, description: dict[str, Any]):
         self.requests, self.description = requests, description
-        self.chunks = ChunkRequests()
+        self.in_engine = InEngine()
 
-    def submit_requests(self, key: int, token_ids: list[list[int]], finish: Callable[[list[Any]], np.ndarray],
-                        token_type_starts: list[int] | None = None) -> None:
-        self.chunks.open(key, len(token_ids), finish)
-        ids = [ChunkRequests.request_id(key, position) for position in range(len(token_ids))]
-        self.requests.add_many(ids, token_ids, token_type_starts)
+    def submit_requests(self, chunk: ChunkInEngine, token_ids: list[list[int]],
+                        finish: Callable[[list[Any]], np.ndarray], token_type_starts: list[int] | None = None) -> None:
+        longest = max((len(ids) for ids in token_ids), default=0)
+        request_ids = self.in_engine.add(chunk, len(token_ids), finish, longest)
+        self.requests.add_many(request_ids, token_ids, token_type_starts)
 
     @staticmethod
     def value_of(output: Any) -> Any:
         return output
 
-    def step(self) -> list[tuple[int, np.ndarray | BaseException]]:
-        return self.chunks.collect(
+    def step(self) -> list[tuple[ChunkInEngine, np.ndarray | BaseException]]:
+        return self.in_engine.complete(
             (rid, data if isinstance(data, BaseException) else self.value_of(data)) for rid, data in self.requests.step()
         )
 
-    def has_unfinished(self) -> bool:
-        return self.chunks.has_open()
+    def engine_settings(self) -> dict[str, Any]:
+        return self.requests.settings()
+
+    def abandon(self) -> None:
+        self.requests.abandon()
 
     def describe(self) -> dict[str, Any]:
         return {**self.description, **self.requests.describe()}
 
     def close(self) -> None:
-        self.requests.close()
+        self.requests.close(self.in_engine.request_ids())
+        self.in_engine.remove_all()

@@ -31,7 +31,6 @@ class RequestLoop:
         self.params = PoolingParams(task=task)
         self._params_type = PoolingParams
         self.task = task
-        self.in_flight: set[str] = set()
         self.refused: list[LoopOutput] = []
 
     def add_many(self, request_ids: Sequence[str], token_ids: Sequence[list[int]],
@@ -55,27 +54,21 @@ class RequestLoop:
                 self.engine.add_request(request_id, engine_input, params)
             except Exception as error:  # noqa: BLE001 - refused before the engine (too long, bad id): this one only
                 self.refused.append(LoopOutput(request_id, None, 0, error))
-                continue
-            self.in_flight.add(request_id)
 
     def step(self) -> list[LoopOutput]:
-        """One engine step's finished requests (and any refused since the last step). Steps only while requests are
-        in the engine: with the engine core in its own process, step() waits for its next output."""
+        """One engine step's finished requests (and any refused since the last step). The caller steps only while
+        its requests are in the engine: with the engine core in its own process, step() waits for its next output."""
         finished, self.refused = self.refused, []
-        if not self.in_flight:
-            return finished
+        if finished:
+            return finished  # a step now could wait for ever: the refused requests never reached the engine
         for output in self.engine.step():
-            if output.request_id not in self.in_flight or not output.finished:
+            if not output.finished:
                 continue
-            self.in_flight.discard(output.request_id)
             error = getattr(output, "error", None)  # vLLM 0.32 only: a per-request failure after admission
             failure = RuntimeError(f"{error.code}: {error.message}") if error else None
             finished.append(LoopOutput(output.request_id, output.outputs.data, output.num_cached_tokens or 0, failure))
         return finished
 
-    def abort_all(self) -> None:
-        if self.in_flight:
-            try:
-                self.engine.abort_request(list(self.in_flight))
-            finally:
-                self.in_flight.clear()
+    def abort(self, request_ids: list[str]) -> None:
+        if request_ids:
+            self.engine.abort_request(request_ids)

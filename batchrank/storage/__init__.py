@@ -14,11 +14,11 @@ from pathlib import Path
 from batchrank.errors import StorageError
 from batchrank.storage.atomic import TEMPORARY_MARK
 from batchrank.storage.filesystems import describe_error
-from batchrank.storage.listing import glob, glob_base
+from batchrank.storage.listing import data_files, glob, glob_base
 from batchrank.storage.path import FileInfo, StoragePath
 
-__all__ = ["FileInfo", "StoragePath", "TEMPORARY_MARK", "describe_error", "glob", "glob_base", "install_directory",
-           "reaching"]
+__all__ = ["FileInfo", "StoragePath", "TEMPORARY_MARK", "data_files", "describe_error", "glob", "glob_base",
+           "install_directory", "reaching"]
 
 
 @contextmanager

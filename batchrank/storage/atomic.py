@@ -47,7 +47,8 @@ def object_writer(filesystem: pafs.FileSystem, key: str) -> Iterator[BinaryIO]:
     yield buffer
     # pyarrow cannot abort an upload: an interrupt between opening the stream and the one write completes an empty
     # object, which every reader of batchrank's files takes as damaged (a part is scored again).
-    with filesystem.open_output_stream(key) as stream:
+    # compression=None: the bytes as given (pyarrow would gzip a `.gz` key, a local file gets them as they are).
+    with filesystem.open_output_stream(key, compression=None) as stream:
         stream.write(buffer.getbuffer())
 
 
@@ -72,7 +73,7 @@ def object_staging(filesystem: pafs.FileSystem, key: str, name: str) -> Iterator
         yield local
         # Streamed (multipart) upload: whole at the end. (An interrupt in the middle completes what was sent; its
         # one user, the staged copy of the input, is written before job.json, so a stopped run stages again.)
-        with open(local, "rb") as reader, filesystem.open_output_stream(key) as writer:
+        with open(local, "rb") as reader, filesystem.open_output_stream(key, compression=None) as writer:
             shutil.copyfileobj(reader, writer, length=8 << 20)
 
 

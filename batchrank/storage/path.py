@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 from batchrank.errors import StorageError
 from batchrank.storage import atomic, filesystems, local_files
 from batchrank.storage.atomic import TEMPORARY_MARK
-from batchrank.storage.globbing import segments_match
+from batchrank.storage.globbing import glob_picks
 
 
 @dataclass(frozen=True)
@@ -290,14 +290,15 @@ class StoragePath:
         return 1 if self._local is not None else 1_000_000_000
 
     def matches(self, pattern: str) -> bool:
-        """Whether `glob(pattern)` would list this file."""
+        """Whether `glob(pattern)` would list this file (were it there)."""
         wanted = StoragePath.of(pattern)
+        directories_only = [""] if pattern.endswith("/") else []  # as glob_picks spells it
         if (self._local is None) != (wanted._local is None):
             return False
         if self._local is not None:
             names = str(self._local.absolute()).split("/")
-            return segments_match(names, str(Path(pattern).absolute()).split("/"))
+            return glob_picks(names, str(Path(pattern).absolute()).split("/") + directories_only)
         if self._identity()[:2] != wanted._identity()[:2]:
             return False
-        return segments_match(self.key.split("/"), wanted.key.split("/"))
+        return glob_picks(self.key.split("/"), wanted.key.split("/") + directories_only)
 
