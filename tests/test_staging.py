@@ -14,7 +14,7 @@ import pytest
 from batchrank.errors import SpecError
 from batchrank.io.input import open_input
 from batchrank.output.layout import SOURCE_ROW
-from batchrank.planning.memory import PlanMemory
+from batchrank.planning.memory import BUFFERS_PER_BATCH, PlanMemory
 from batchrank.planning.staging import STAGED_ROW_GROUP_ROWS, bucket_of_ranks, stage_grouped_copy
 from batchrank.spec import InputSpec, parse_spec
 from batchrank.storage import StoragePath
@@ -100,7 +100,7 @@ def test_buckets_over_the_budget_are_sorted_in_slices_and_a_huge_query_streamed(
                 .sort("_first", SOURCE_ROW).drop("_first"))
     queries = expected.group_by("qid", maintain_order=True).len("rows").rename({"qid": "query_id"})
     destination = tmp_path / "staged.parquet"
-    memory = PlanMemory(read_bytes=8 * 3_000, sort_bytes=400_000)  # first batch: short rows
+    memory = PlanMemory(read_bytes=BUFFERS_PER_BATCH * 3_000, sort_bytes=400_000)  # batches of 3,000 bytes
     staged = stage_grouped_copy(files, StoragePath.of(destination), queries, None, tmp_path / "scratch", memory)
     assert staged.sliced > 0, "some bucket came out over the budget"
     copy = pl.read_parquet(destination)

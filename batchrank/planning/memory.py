@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from batchrank.spec import RunSpec
 
-# Batch-sized buffers the plan's work holds at most at once: staging's spill holds the batch, its rows joined to
-# their query's rank, those kept, their order by bucket, the Arrow copy written and two writes queued; the row
-# pass's derived columns and facts take fewer. Measured (docs/perf-notes.md, entry 32).
-BUFFERS_PER_BATCH = 8
+# Batch-sized buffers the plan's work holds at once, with a margin: the decoded batch, its polars frame and derived
+# columns, what the allocators keep of the batches before it (~8 batches measured at 40M pairs), and staging's
+# spill (the batch joined to its query's rank, the rows kept, their order by bucket, the Arrow copy written, two
+# writes queued). docs/perf-notes.md, entry 32.
+BUFFERS_PER_BATCH = 16
 SPILL_WRITES_QUEUED = 2
 DECISION_BYTES = 128  # a rejected row (input row, ids, reason) while the reject stream's runs are merged
 
