@@ -98,6 +98,7 @@ def _stage(check: RowCheck, queries: pl.DataFrame, files: InputFiles, layout: Ou
         staged = stage_grouped_copy(files, layout.staged_input, queries, excluded, scratch, memory)
     except (OSError, pl.exceptions.PolarsError) as error:
         raise RunFailure(f"{layout.staged_input}: cannot write the staged input: {error}") from error
-    log.info("staged the rows to score, grouped by query, at %s (%d sorted bucket(s), %d over run.staging_sort_mib "
-             "sorted in slices)", layout.staged_input, staged.buckets, staged.sliced)
+    sliced = f", {staged.sliced} over run.staging_sort_mib sorted in slices" if staged.sliced else ""
+    log.info("staged the rows to score, grouped by query, at %s (%d sorted bucket(s)%s)", layout.staged_input,
+             staged.buckets, sliced)
     return str(layout.staged_input.absolute())
