@@ -6,10 +6,9 @@ decodes a column chunk page by page (`pre_buffer` off, a read buffer of READ_BUF
 group of five million rows costs what a batch costs. A batch holds about `batch_bytes` of decoded rows: its row count
 follows the largest row size measured so far (every batch is measured; the first from a probe of 1,024 rows) and
 the row group's average in its footer; rows much longer than their row group's average can take a batch past it. Only
-the columns the caller's expressions use are read, and a dictionary-encoded column (a query's id and text, repeated
-on each of its rows) is decoded as a dictionary and expanded by polars, at a sixth of pyarrow's cost. polars' own
-reader is faster still but decodes whole row groups, several at once, so its memory follows how the input was
-written (docs/perf-notes.md, entry 32).
+the columns the caller's expressions use are read. polars' own reader is faster but decodes whole row groups, several
+at once, so its memory follows how the input was written (docs/perf-notes.md, entry 32). Columns are never read as
+dictionaries: polars would make them Categorical, whose global registry of values only grows.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from batchrank.storage import StoragePath
 READ_BUFFER_BYTES = 4 << 20  # per column being read: a store gets reads of this size, not one per page
 _PROBE_ROWS = 1 << 10  # rows decoded to measure a row's size before the first batch
 _ROW_OVERHEAD = 16  # bytes a value costs in polars (a string view) beyond its data, per column
-_DICTIONARY_BYTES_PER_ROW = 8  # a column chunk this small per row is dictionary indices, not values
 
 
 class BatchSizer:
@@ -42,10 +40,8 @@ class BatchSizer:
 
     def measure(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows:
-            # a dictionary column counts its values once per row (polars expands it), not the dictionary's size
-            values = sum(column.dictionary.nbytes / max(1, len(column.dictionary)) * len(column)
-                         if pa.types.is_dictionary(column.type) else column.nbytes for column in batch.columns)
-            self.row_bytes = max(self.row_bytes, values / batch.num_rows + _ROW_OVERHEAD * batch.num_columns)
+            row_bytes = batch.nbytes / batch.num_rows + _ROW_OVERHEAD * batch.num_columns
+            self.row_bytes = max(self.row_bytes, row_bytes)
 
     def rows(self, group: pq.RowGroupMetaData, columns: list[str]) -> int:
         chunks = [group.column(i) for i in range(group.num_columns)]
@@ -90,10 +86,9 @@ def _columns_used(columns: list[pl.Expr | str]) -> set[str] | None:
 def _file_batches(path: StoragePath, columns: list[str], sizer: BatchSizer) -> Iterator[pa.RecordBatch]:
     try:
         with path.open_input_file() as handle:
-            footer = pq.ParquetFile(handle).metadata
-            for groups, dictionaries in _runs_of_groups(footer, columns):
-                parquet = pq.ParquetFile(handle, metadata=footer, pre_buffer=False, buffer_size=READ_BUFFER_BYTES,
-                                         read_dictionary=dictionaries)
+            parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+            footer = parquet.metadata
+            for groups in _runs_of_groups(footer):
                 if not sizer.row_bytes:
                     probe = parquet.iter_batches(batch_size=_PROBE_ROWS, row_groups=groups[:1], columns=columns)
                     sizer.measure(_checked(next(probe)))
@@ -106,36 +101,24 @@ def _file_batches(path: StoragePath, columns: list[str], sizer: BatchSizer) -> I
         raise InputDataError(describe_unreadable(path, columns, error)) from None
 
 
-def _runs_of_groups(footer: pq.FileMetaData, columns: list[str]) -> Iterator[tuple[list[int], list[str]]]:
-    """The file's non-empty row groups in runs read by one reader: consecutive groups with the same columns read as
-    dictionaries, a run ending where a group's rows are twice as long (by its footer) as its run's first group's."""
+def _runs_of_groups(footer: pq.FileMetaData) -> Iterator[list[int]]:
+    """The file's non-empty row groups in runs read by one call (a call per row group costs milliseconds): a run
+    ends where a group's rows are twice as long, by its footer, as its run's first group's."""
     run: list[int] = []
-    dictionaries: list[str] = []
     first_bytes = 0.0
     for group in range(footer.num_row_groups):
         meta = footer.row_group(group)
         if not meta.num_rows:
             continue
-        these, row_bytes = _dictionary_columns(meta, columns), meta.total_byte_size / meta.num_rows
-        if run and (these != dictionaries or row_bytes > 2 * first_bytes):
-            yield run, dictionaries
+        row_bytes = meta.total_byte_size / meta.num_rows
+        if run and row_bytes > 2 * first_bytes:
+            yield run
             run = []
         if not run:
-            dictionaries, first_bytes = these, row_bytes
+            first_bytes = row_bytes
         run.append(group)
     if run:
-        yield run, dictionaries
-
-
-def _dictionary_columns(group: pq.RowGroupMetaData, columns: list[str]) -> list[str]:
-    """The columns whose chunk in this row group is dictionary-encoded throughout (a few bytes per row)."""
-    found = []
-    for index in range(group.num_columns):
-        chunk = group.column(index)
-        if (chunk.path_in_schema in columns and chunk.has_dictionary_page
-                and chunk.total_uncompressed_size < _DICTIONARY_BYTES_PER_ROW * group.num_rows):
-            found.append(chunk.path_in_schema)
-    return found
+        yield run
 
 
 def _checked(batch: pa.RecordBatch) -> pa.RecordBatch:
