@@ -36,9 +36,13 @@ __all__ = ["BatchrankError", "CheckpointError", "InputDataError", "JobResult", "
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: `import batchrank` stays light (no polars, no vLLM) for a scheduler's process.
+    # Imported on first use: `import batchrank` stays light (no polars, no vLLM) for a scheduler's process. What the
+    # libraries set in the environment as they are imported (polars' allocator settings) is given back.
     if name in ("run_job", "JobResult"):
-        from batchrank import job
+        from batchrank.environment import scoped_environment
+
+        with scoped_environment():
+            from batchrank import job
 
         return getattr(job, name)
     if name in ("load_spec", "parse_spec", "JobSpec"):

@@ -1,4 +1,4 @@
-"""The batchrank command line: run, validate, status, eval, export, report.
+"""The batchrank command line: run, validate, status, eval, export, report, mine, teacher.
 
 Results go to stdout; batchrank's own progress and messages to stderr; the engine's and other libraries' log lines
 to OUTPUT/logs/engine.log (-v shows them too). Exit codes (main's help lists them): 0 done, 2 a problem the user
@@ -273,6 +273,76 @@ def report(output_dir: str, qrels: str | None) -> None:
             click.echo(f"warning: {note}", err=True)
         write_eval_json(evaluation, output_dir)
     click.echo(f"report: {write_report(output_dir, evaluation, judgments)}")
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--qrels", required=True, type=click.Path(dir_okay=False),
+              help="The positives: TREC qrels (qid 0 docid grade) or Parquet (query_id, doc_id, relevance).")
+@click.option("-o", "--output", "destination", required=True, metavar="FILE",
+              help="The training file: FILE.parquet or FILE.jsonl (a path or an s3:// URI).")
+@click.option("--format", "layout", default="triplet", show_default=True,
+              type=click.Choice(["triplet", "n-tuple", "labeled-pair", "labeled-list", "flag-embedding"]),
+              help="sentence-transformers' layouts (mine_hard_negatives' output_format), or FlagEmbedding's.")
+@click.option("--num-negatives", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--range-min", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Skip this many of the best candidates left (after positives and filters are out).")
+@click.option("--range-max", type=click.IntRange(min=1), default=None,
+              help="Take negatives among this many of the best candidates left. Default: range-min + "
+                   "num-negatives (x10 with a margin or max-score) + the most positives a query has.")
+@click.option("--max-score", type=float, help="Candidates scoring above this are no negatives.")
+@click.option("--min-score", type=float, help="Candidates scoring below this are no negatives.")
+@click.option("--absolute-margin", type=float,
+              help="No negative scores within this of the query's lowest positive (0: below it).")
+@click.option("--relative-margin", type=float,
+              help="No negative scores above positive - |positive| x this (0.05: 5% below the lowest positive).")
+@click.option("--sampling", "sampling_strategy", type=click.Choice(["top", "random"]), default="top",
+              show_default=True, help="top: the best candidates left; random: a seeded sample of them.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The random sampling's seed.")
+@click.option("--include-positives", is_flag=True, help="Positives may be among the negatives (n-tuple only).")
+@click.option("--scores", "with_scores", is_flag=True, help="Add the scores (mine_hard_negatives' output_scores).")
+@click.option("--min-relevance", type=int, default=1, show_default=True, help="The lowest grade of a positive.")
+@_user_errors
+def mine(output_dir: str, qrels: str, destination: str, layout: str, with_scores: bool, min_relevance: int,
+         **options: Any) -> None:
+    """Hard negatives of OUTPUT_DIR's reranked candidates for the qrels' positives, as sentence-transformers'
+    mine_hard_negatives picks them, with their texts, written as a training file."""
+    from batchrank.qrels import read_qrels
+    from batchrank.training.mine import mine as mine_negatives
+    from batchrank.training.mining import MiningOptions
+
+    report = mine_negatives(output_dir, read_qrels(qrels), destination, MiningOptions(**options),
+                            layout, with_scores, min_relevance)  # type: ignore[arg-type]
+    for line in report.lines():
+        click.echo(line, err=True)
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", "destination", required=True, metavar="FILE",
+              help="The training file: FILE.parquet or FILE.jsonl (a path or an s3:// URI).")
+@click.option("--format", "layout", default="listwise", show_default=True,
+              type=click.Choice(["listwise", "pointwise", "flag-embedding"]),
+              help="listwise: query, documents, scores; pointwise: query, document, score; flag-embedding: query, "
+                   "pos, neg, pos_scores, neg_scores (needs --qrels).")
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Each query's best K candidates (flag-embedding: its best K that are not positives).")
+@click.option("--qrels", type=click.Path(dir_okay=False), help="The positives, for --format flag-embedding.")
+@click.option("--score", type=click.Choice(["logit", "probability"]), default="logit", show_default=True,
+              help="logit: the run's logits (an embedding model's similarity); probability: P, or the sigmoid of "
+                   "the logit.")
+@click.option("--min-relevance", type=int, default=1, show_default=True, help="The lowest grade of a positive.")
+@_user_errors
+def teacher(output_dir: str, destination: str, layout: str, top: int | None, qrels: str | None, score: str,
+            min_relevance: int) -> None:
+    """Teacher labels of OUTPUT_DIR for distillation: each query's documents, texts and teacher scores."""
+    from batchrank.qrels import read_qrels
+    from batchrank.training.teacher import teacher_labels
+
+    judgments = read_qrels(qrels) if qrels else None
+    report = teacher_labels(output_dir, destination, layout, top, judgments, score, min_relevance)  # type: ignore[arg-type]
+    for line in report.lines():
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

@@ -266,6 +266,7 @@ def _settings_html(info: dict[str, Any]) -> str:
         "input": spec.get("input", {}).get("path"),
         "model": model.get("path"),
         "model kind": model.get("kind"),
+        "score": model.get("input_format", {}).get("score"),
         "prompt template": model.get("template"),
         "input format": json.dumps(model.get("input_format", {})),
         "dtype": spec.get("model", {}).get("dtype"),

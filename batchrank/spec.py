@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from batchrank.errors import SpecError
 
 ModelKind = Literal["qwen3-yes-no", "cross-encoder", "embedding"]
+ScoreChoice = Literal["probability", "logit"]
 CANONICAL_COLUMNS = ("query_id", "query", "doc_id", "document")
 # ${NAME}, ${NAME:-default} (default when NAME is unset or empty, as in the shell), ${NAME-default} (when unset).
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
@@ -60,6 +61,11 @@ class ModelSpec(_Strict):
         "which pairs share its batch, so a resumed or re-sharded run reproduces scores bit for bit; slower"
     )
     trust_remote_code: bool = False
+    score: ScoreChoice | None = Field(
+        default=None, description="probability (the default): qwen3-yes-no's P(yes), a cross-encoder's sigmoid; "
+        "logit: the raw margin before that activation, which never saturates (qwen3-yes-no: the yes-no logit; "
+        "cross-encoder: the classifier's logit), what distillation wants. Same ranks. An embedding model's score "
+        "is its similarity either way")
     engine: dict[str, Any] = Field(default_factory=dict, description="passed through to vllm.LLM")
 
 
@@ -148,7 +154,7 @@ class OutputSpec(_Strict):
     @field_validator("keep_columns")
     @classmethod
     def _not_reserved(cls, columns: list[str]) -> list[str]:
-        reserved = sorted(set(columns) & {"query_id", "doc_id", "score", "rank"})
+        reserved = sorted(set(columns) & {"query_id", "doc_id", "score", "rank", "input_row"})
         if reserved:
             raise ValueError(f"{reserved} are always in the output; list only extra input columns")
         return columns

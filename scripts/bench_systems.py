@@ -163,7 +163,7 @@ def run_batchrank(config: dict[str, Any], system: str, emit: Emit) -> None:
 def run_vllm(config: dict[str, Any], system: str, emit: Emit) -> None:
     from vllm import LLM
 
-    from batchrank.scoring.engine import CPU_KV_CACHE_BYTES, QWEN3_YES_NO_OVERRIDES
+    from batchrank.scoring.engine_args import CPU_KV_CACHE_BYTES, QWEN3_YES_NO_OVERRIDES
 
     arguments: dict[str, Any] = {"model": config["model"], "runner": "pooling", "dtype": config["dtype"],
                                  "max_model_len": config["max_model_len"], "hf_overrides": QWEN3_YES_NO_OVERRIDES}

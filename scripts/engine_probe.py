@@ -33,7 +33,7 @@ from typing import Any
 
 from benchlib import card_prompt, setdefault_environment
 
-from batchrank.scoring.engine import QWEN3_YES_NO_OVERRIDES
+from batchrank.scoring.engine_args import QWEN3_YES_NO_OVERRIDES
 
 
 class GpuBusySampler(threading.Thread):

@@ -27,6 +27,7 @@ export PYTHONPATH=/tmp/site:.
 
 dry_settings() {  # the same commands on this CPU: tiny model, float32, a few pairs; what the CPU build can't run
   DRY=1; SHAPE_OVERRIDE=tiny; DEVICE=cpu; DTYPE=float32; ROOT=${ROOT_DRY:-/tmp/br-dry}; BUDGET=${BUDGET_DRY:-1500}
+  export BATCHRANK_GPU_SUITE=cpu                   # tests/gpu/ on the CPU build
   export PYTHONPATH=.
   FP8=(--fp8-engine-json '{}' --fp8-dtype float32)  # the CPU build has no FP8 kernels: a bf16-free stand-in
   INVARIANT=false                                  # batch-invariant kernels are CUDA-only (batchrank refuses them)
@@ -187,6 +188,22 @@ run_entry() {
               bench fix-cost-chunked 4b --datasets "$(size 100:500 20:4)" --systems batchrank \
                 --run-json '{"engines_per_gpu": 1}' --engine-json '{"enable_chunked_prefill": true}'
               return $(( defaults || $? )) ;;
+    # The GPU suite (tests/gpu/, issue 20) in two calls: the 0.6B long-document run (~200 s: build 30, two engine
+    #    starts at max_model_len 32,768, ~20 s of scoring), then the rest (~330 s: kinds in float32 and bf16, a
+    #    SIGKILLed run, Ray with two engines on the GPU, rejects/status/exit codes). $OUT/gpu-suite.md has each
+    #    test's outcome and time; $OUT/memory.md the long run's memory and pairs/s.
+    gpu-suite-long) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu/test_long_documents.py -q -p no:cacheprovider \
+                      -o addopts="" --timeout $(( BUDGET - 20 )) ;;
+    gpu-suite-rest) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu -q -p no:cacheprovider -o addopts="" \
+                      --deselect tests/gpu/test_long_documents.py --timeout 300 ;;
+    # memory-8b: the long-document memory run (documents 1.25-3x max_model_len 32,768) on the 8B shape; the MS
+    #    MARCO-length half is the throughput tables' (~300 s: build 100, engine start ~110 cold, scoring ~40)
+    memory-8b) "$PY" -m batchrank.models.random_qwen3 "$ROOT/8b/model-8b" --shape "${SHAPE_OVERRIDE:-8b}" \
+                 --device "$DEVICE" > /dev/null &&
+               "$PY" scripts/memory_run.py --model "$ROOT/8b/model-8b" --dtype "$DTYPE" --runs long \
+                 --max-model-len "$(size 32768 1024)" --queries 2 --docs-per-query "$(size 10 2)" \
+                 --run-json '{"executor": "local", "stall_timeout": 300}' --work "$ROOT/memory-8b" \
+                 --run-timeout $(( BUDGET - 140 )) --out-md "$OUT/memory-8b.md" --out-json "$OUT/memory-8b.json" ;;
     *) echo "unknown entry: $1"; return 2 ;;
   esac
 }
@@ -230,7 +247,7 @@ free_disk_for() {  # delete the entry's model if the disk is getting tight
 }
 
 shape_of() {
-  case $1 in t06|s06|epg3-06|memory|invariant|overhead|invariant-nocache|probe) echo 0.6b ;;
+  case $1 in t06|s06|epg3-06|memory|invariant|overhead|invariant-nocache|probe|gpu-suite-*) echo 0.6b ;;
     t4b|s4|t4b-ray|epg2-4b|fix-cost) echo 4b ;;
     *) echo 8b ;; esac
 }
@@ -247,7 +264,7 @@ one() {
   return "$rc"
 }
 
-ENTRIES=(probe fix-cost s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
+ENTRIES=(gpu-suite-long gpu-suite-rest memory-8b probe fix-cost s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b epg2-4b epg3-06 fp8-8b memory invariant overhead invariant-nocache)
 nvidia-smi -L 2>/dev/null || echo "no GPU"
 if [ "${1:-}" = dry ]; then  # dry [ENTRY...]: every entry (or those named), one after another
   dry_settings; failed=0; started=$SECONDS; shift

@@ -83,7 +83,8 @@ def run_case(args: argparse.Namespace, name: str, case: dict[str, Any]) -> None:
     max_model_len = case.get("max_model_len", case["max_model_len_default"])
     started = time.perf_counter()
     llm = LLM(model=args.model, runner="pooling", dtype=args.dtype, max_model_len=max_model_len,
-              hf_overrides=QWEN3_YES_NO, kv_cache_memory_bytes=int(args.kv_gib * GIB), **case["engine"])
+              hf_overrides=QWEN3_YES_NO, kv_cache_memory_bytes=int(args.kv_gib * GIB), gpu_memory_utilization=0.05,
+              **case["engine"])
     engine_seconds = time.perf_counter() - started
     vocab = json.loads((Path(args.model) / "config.json").read_text())["vocab_size"]
     low = min(1000, vocab // 4)  # ordinary words, away from the special tokens at the start

@@ -59,7 +59,7 @@ def run_batchrank(name: str, pairs: Path, args: argparse.Namespace, work: Path) 
         return result
     info = json.loads((out / "run.json").read_text())
     result.update(pairs=info["pairs"], prompt_tokens=info["prompt_tokens"], truncated_pairs=info["truncated_pairs"],
-                  executor=info["execution"]["executor"])
+                  executor=info["execution"]["executor"], pairs_per_second=info.get("pairs_per_second_this_run"))
     return result
 
 
@@ -67,15 +67,15 @@ def render(args: argparse.Namespace, results: list[dict[str, Any]], command: str
     lines = [f"## Memory with documents longer than max_model_len {args.max_model_len:,}: {lib.gpu_name()} "
              f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "", "```", command, "```", "",
              "| documents | pairs | prompt tokens a pair | truncated to fit | peak host memory | peak GPU memory "
-             "| wall |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| wall | pairs/s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         gpu, host = lib.fmt_gib(r["peak_gpu_mib"]), lib.fmt_gib(r["peak_host_mib"], 2)
         if r["returncode"] != 0:
-            lines.append(f"| {r['name']} | FAILED (exit {r['returncode']}) | | | {host} | {gpu} | {r['seconds']} s |")
+            lines.append(f"| {r['name']} | FAILED (exit {r['returncode']}) | | | {host} | {gpu} | {r['seconds']} s | |")
             continue
         lines.append(f"| {r['name']} | {r['pairs']:,} | {r['prompt_tokens'] / r['pairs']:,.0f} | "
-                     f"{r['truncated_pairs']:,} | {host} | {gpu} | {r['seconds']} s |")
+                     f"{r['truncated_pairs']:,} | {host} | {gpu} | {r['seconds']} s | {r.get('pairs_per_second') or ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -83,10 +83,11 @@ def problems(results: list[dict[str, Any]]) -> list[str]:
     found = [f"{r['name']}: exit code {r['returncode']}:\n{r.get('tail', '')}" for r in results if r["returncode"] != 0]
     if found:
         return found
-    short, long = results
-    if short["truncated_pairs"]:
+    by_name = {r["name"]: r for r in results}
+    short, long = by_name.get("MS MARCO-length"), by_name.get("longer than max_model_len")
+    if short and short["truncated_pairs"]:
         found.append(f"{short['truncated_pairs']} MS MARCO-length passages were cut: max_model_len is too small")
-    if long["truncated_pairs"] != long["pairs"]:
+    if long and long["truncated_pairs"] != long["pairs"]:
         found.append(f"only {long['truncated_pairs']} of {long['pairs']} long passages were cut to fit: the run "
                      "did not test documents longer than max_model_len")
     return found
@@ -109,6 +110,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--work", default="/tmp/batchrank-memory")
     parser.add_argument("--out-md", default=None)
     parser.add_argument("--out-json", default=None)
+    parser.add_argument("--runs", default="short,long", help="short (MS MARCO-length), long, or both")
     args = parser.parse_args()
     args.model = str(Path(args.model).resolve())
     return args
@@ -122,8 +124,9 @@ def main() -> None:
     command = "python scripts/memory_run.py " + shlex.join(sys.argv[1:])
     long_words, shortest = long_doc_words(args)
     results = []
-    for name, doc_words, least, seed in (("MS MARCO-length", lib.MS_MARCO_WORDS, 8, 1),
-                                         ("longer than max_model_len", long_words, shortest, 2)):
+    runs = {"short": ("MS MARCO-length", lib.MS_MARCO_WORDS, 8, 1),
+            "long": ("longer than max_model_len", long_words, shortest, 2)}
+    for name, doc_words, least, seed in (runs[run] for run in args.runs.split(",")):
         rows = lib.synthetic_pairs(args.queries, args.docs_per_query, seed, doc_words, shortest=least)
         results.append(run_batchrank(name, lib.write_pairs(rows, work / f"pairs-{seed}.parquet"), args, work))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "tail"}), flush=True)

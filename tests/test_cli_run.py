@@ -31,9 +31,10 @@ def read_output(out: Path) -> pl.DataFrame:
 
 
 def assert_same_scores(got: pl.DataFrame, expected: pl.DataFrame) -> None:
-    """Same pairs, ranks and kept columns; scores equal up to float32 noise from prefix-cache reuse."""
+    """Same pairs, ranks and kept columns; scores equal up to float32 noise from prefix-cache reuse. (input_row is
+    the row's place in its own input, which another job's input may order differently.)"""
     got, expected = got.sort("query_id", "doc_id"), expected.sort("query_id", "doc_id")
-    assert got.drop("score").equals(expected.drop("score"))
+    assert got.drop("score", "input_row").equals(expected.drop("score", "input_row"))
     difference = (got["score"] - expected["score"]).abs().max()
     print("max score difference", difference)
     assert difference < 1e-6
@@ -43,7 +44,7 @@ def test_every_pair_scored_once_with_consistent_ranks_and_kept_columns(finished_
     _, out = finished_job
     scores = read_output(out)
     source = pl.read_parquet(pairs_file)
-    assert scores.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank"]
+    assert scores.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank", "input_row"]
     assert scores.height == source.height == 300
     assert scores.select("query_id", "doc_id").is_unique().all()
     assert set(zip(scores["query_id"], scores["doc_id"])) == set(zip(source["qid"], source["pid"]))
@@ -123,6 +124,10 @@ def test_scattered_queries_are_grouped_and_scored_like_grouped_input(finished_jo
     result = run_cli("run", str(job))
     assert result.exit_code == 0, result.output
     assert_same_scores(read_output(tmp_path / "out"), read_output(out))
+    # Scored from the staged copy, each row still names its row of the scattered input.
+    joined = read_output(tmp_path / "out").join(pl.read_parquet(scattered).with_row_index("input_row").with_columns(
+        pl.col("input_row").cast(pl.Int64)), on="input_row")
+    assert joined.height == 300 and (joined["query_id"] == joined["qid"]).all() and (joined["doc_id"] == joined["pid"]).all()
 
 
 def test_chunks_sharing_the_engine_give_the_output_of_one_chunk_at_a_time(finished_job, pairs_file, tiny_model,

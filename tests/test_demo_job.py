@@ -1,7 +1,12 @@
-"""The embedded demo job (README's first command) and the embedding path against sentence-transformers."""
+"""The embedded demo job (README's first command), the embedding path against sentence-transformers, and README's
+training-data example on its output."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +14,7 @@ import polars as pl
 import pytest
 
 from batchrank.models.demo_model import install_demo_model
-from conftest import REPO, run_cli
+from conftest import BATCHRANK, REPO, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +57,24 @@ def test_demo_reranking_lifts_the_judged_passages(demo_run) -> None:
     reranked_mrr = (1 / best["rank"]).mean()
     first_stage_mrr = (1 / best["first_stage_rank"]).mean()
     assert reranked_mrr > 0.8 > 0.3 > first_stage_mrr
+
+
+def test_the_readme_training_data_example_runs_as_printed(demo_run, tmp_path: Path) -> None:
+    """README's "Training data": the mine command and the datasets snippet, run from a directory laid out as the
+    repo is after `bash scripts/demo.sh` (out/demo, jobs/), print what the README shows."""
+    _, out = demo_run
+    readme = (REPO / "README.md").read_text().split("<!-- training-data-example -->")[1]
+    blocks = [block.split("\n", 1)[1] for block in readme.split("```")[1:8:2]]
+    command, printed, code, shown = blocks
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "demo").symlink_to(out)
+    (tmp_path / "jobs").symlink_to(REPO / "jobs")
+    arguments = shlex.split(command.replace(".venv/bin/batchrank", BATCHRANK))
+    mined = subprocess.run(arguments, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert mined.returncode == 0, mined.stderr
+    assert mined.stderr == printed
+    environment = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"), "HF_DATASETS_OFFLINE": "1"}
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env=environment)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout == shown

@@ -50,7 +50,8 @@ def test_every_way_to_name_a_spark_dataset_reads_its_data_and_its_partitions(tmp
     assert result.exit_code == 0, result.output
     assert "too small for a Parquet file" not in result.output
     got = scores(tmp_path / "out")
-    assert got.height == 120 and got.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank", "date"]
+    assert got.height == 120 and got.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank", "date",
+                                                 "input_row"]
     assert {(row["query_id"], row["doc_id"]): row["date"] for row in got.iter_rows(named=True)} == dates
 
 
@@ -68,7 +69,8 @@ def test_partition_values_of_a_scattered_input_go_through_its_staged_copy(tmp_pa
     got = scores(tmp_path / "out")
     assert got.height == 90 and {(r["query_id"], r["doc_id"]): r["date"] for r in got.iter_rows(named=True)} == dates
     result = run_cli("run", str(job), "--preview", "0", "--overwrite", "--set", "output.keep_columns=[]")
-    assert result.exit_code == 0 and scores(tmp_path / "out").columns == ["query_id", "doc_id", "score", "rank"]
+    assert result.exit_code == 0 and scores(tmp_path / "out").columns == ["query_id", "doc_id", "score", "rank",
+                                                                              "input_row"]
 
 
 def test_a_kept_column_neither_in_the_files_nor_their_directories_is_refused(tmp_path: Path, fake_engine: None) -> None:

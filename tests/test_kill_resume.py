@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL mid-job resumes to the output an uninterrupted run gives: no pair lost or doubled."""
+"""A run killed with SIGKILL mid-job resumes to the output an uninterrupted run gives: no pair lost or doubled, and
+the engine processes it started end by themselves (batchrank.reaper), so the rerun needs nobody to clean up."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import polars as pl
+import psutil
 
 from conftest import (
     BATCHRANK,
@@ -28,8 +30,13 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(tiny_model: str, tmp_
 
     process = start_batchrank(job, tmp_path / "killed.log")
     wait_for_parts(process, killed_out, 3)
+    engine_processes = psutil.Process(process.pid).children(recursive=True)  # vLLM's engine core, the reaper
+    assert any("EngineCore" in " ".join(p.cmdline()) or "EngineCore" in p.name() for p in engine_processes), \
+        [p.cmdline() for p in engine_processes]
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    _, alive = psutil.wait_procs(engine_processes, timeout=30)
+    assert not alive, f"left behind by the killed run: {[p.cmdline() for p in alive]}"
     scored_before_kill = len(scored_parts(killed_out))
     assert 3 <= scored_before_kill < 30, "the kill must land mid-job"
     assert not (killed_out / "_SUCCESS").exists()

@@ -17,7 +17,12 @@ def layers_of_the_map() -> dict[str, int]:
     block = text.split("## Layers", 1)[1].split("```", 2)[1]
     block = re.sub(r"\([^)]*\)", "", block, flags=re.DOTALL)  # the parenthesized lists only describe
     names: dict[str, int] = {}
-    lines = [line for line in block.splitlines() if line.strip()]
+    lines: list[str] = []
+    for line in block.splitlines():
+        if line[:1].isspace() and lines:  # an indented line goes on with the layer above it
+            lines[-1] += line
+        elif line.strip():
+            lines.append(line)
     for depth, line in enumerate(lines):
         for name in re.findall(r"([a-z_]+)(?:/|\.py)", line):
             names[name] = depth
@@ -66,3 +71,4 @@ def test_the_map_is_read_as_written() -> None:
     assert layers["cli"] < layers["job"] < layers["planning"] < layers["execute"] < layers["scoring"]
     assert layers["scoring"] < layers["output"] < layers["io"] < layers["storage"] == layers["errors"]
     assert "background" not in layers, "names inside parentheses describe a package's modules; they are not layers"
+    assert layers["training"] == layers["results"] and layers["reaper"] == layers["storage"], "indented: same layer"

@@ -575,7 +575,7 @@ def test_the_tiny_model_scores_the_same_in_s3_as_on_disk(tiny_model: str, bucket
     assert result.exit_code == 0, result.output
 
     def assert_same_scores(got: pl.DataFrame) -> None:
-        assert got.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank"] and got.height == 120
+        assert got.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank", "input_row"] and got.height == 120
         assert got.drop("score").equals(reference.drop("score"))
         assert (got["score"] - reference["score"]).abs().max() < 1e-6  # float32 noise from prefix-cache reuse
 

@@ -162,11 +162,13 @@ def test_stdout_holds_results_only_and_the_engine_log_keeps_the_rest(pairs: Path
 
 
 API_JOBS = """
-import json, sys
+import json, os, sys
+import psutil
 import batchrank
 from batchrank.scoring import engine
 
 job, root = sys.argv[1], sys.argv[2]
+environment = dict(os.environ)
 report = []
 for length in (200, 224, 256):  # three engines of different settings, one after another, in one process
     spec = batchrank.load_spec(job, [f"model.max_model_len={length}", f"output.path={root}/{length}"])
@@ -177,23 +179,35 @@ try:
     batchrank.run_job(batchrank.load_spec(job, ["model.path=/nope"]))
 except batchrank.SpecError as error:
     report.append({"error": str(error)})
-print(json.dumps(report))
+from batchrank.reaper import process_reaper
+changed = sorted(k for k in set(os.environ) | set(environment) if os.environ.get(k) != environment.get(k))
+# multiprocessing's resource tracker (started by the first spawn, ends with this process) is the standard library's
+left = [p.cmdline() for p in psutil.Process().children(recursive=True)
+        if p.pid != process_reaper().pid and p.status() != psutil.STATUS_ZOMBIE
+        and "resource_tracker" not in " ".join(p.cmdline())]
+report.append({"environment_changed": changed, "processes_left": left})
+print(json.dumps(report), flush=True)
+raise RuntimeError("the caller's own error")
 """
 
 
 def test_the_python_api_runs_jobs_back_to_back_and_releases_each_engine(pairs: Path, tiny_model: str,
                                                                         tmp_path: Path) -> None:
     """A pipeline task's process: several jobs through the API, each engine released when its job ends (before, the
-    third job of a process failed for the memory the first two still held)."""
+    third job of a process failed for the memory the first two still held), and the process left as it was: no
+    engine process, no environment variable set or changed, and its own errors printed without a "[rank0]:" prefix
+    (the engine core runs in a process of its own, on the CPU build too)."""
     job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
     done = subprocess.run([sys.executable, "-c", API_JOBS, str(job), str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1 and "\nRuntimeError: the caller's own error\n" in done.stderr, done.stderr[-3000:]
+    assert "[rank0]" not in done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     for length, entry in zip((200, 224, 256), report[:3], strict=True):
         assert entry == {"pairs": 20, "output": str(tmp_path / str(length)), "engines_held": 0, "type": "JobResult"}
         assert pl.read_parquet(f"{entry['output']}/scores/part-000000.parquet").height == 20
     assert report[3]["error"].startswith("model.path /nope: no such directory")
+    assert report[4] == {"environment_changed": [], "processes_left": []}
 
 
 def test_the_readme_example_runs_as_written(tmp_path: Path, fake_engine: None) -> None:

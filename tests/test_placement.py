@@ -18,7 +18,7 @@ from batchrank.execute.placement import (
     worker_options,
 )
 from batchrank.model_dir import ModelDirectory
-from batchrank.scoring.engine import engine_arguments, shared_gpu_kv_cache_bytes
+from batchrank.scoring.engine_args import engine_arguments, shared_gpu_kv_cache_bytes
 from batchrank.spec import JobSpec, parse_spec
 
 # Qwen3-Reranker-0.6B's attention shape: 28 layers, 8 key/value heads of 128.

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchrank.model_dir import ModelDirectory
-from batchrank.scoring.engine import engine_arguments
+from batchrank.scoring.engine_args import engine_arguments
 from conftest import make_pairs, run_cli, write_job, write_parquet
 from fake_scorer import MAX_QUERY_CHARS, fake_score
 
@@ -172,7 +172,7 @@ def test_a_single_candidate_and_ten_thousand_candidates(tmp_path: Path, fake_eng
     result = run_cli("run", str(fake_job(tmp_path, rows)))
     assert result.exit_code == 0, result.output
     got = scores(tmp_path / "out")
-    assert got.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank"]
+    assert got.columns == ["query_id", "doc_id", "score", "rank", "bm25_rank", "input_row"]
     assert got.filter(pl.col("query_id") == "solo")["rank"].to_list() == [1]
     big = got.filter(pl.col("query_id") == "big").sort("rank")
     assert big["rank"].to_list() == list(range(1, 10_001)) and big["score"].is_sorted(descending=True)

@@ -1,9 +1,11 @@
 """vLLM scores equal the model card's formula computed in plain transformers on the same weights (qwen3-yes-no),
-through the scorer factory and the engine loop the pipeline uses."""
+through the scorer factory and the engine loop the pipeline uses; model.score logit gives the card's yes-no margin,
+which never saturates where P(yes) does."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -15,7 +17,7 @@ from batchrank.scoring.base import EnginePlacement, Scorer
 from batchrank.scoring.factory import VllmScorerFactory
 from batchrank.scoring.reference import qwen3_model_card_scores, text_yes_no_scores
 from batchrank.spec import JobSpec
-from conftest import TINY_MAX_MODEL_LEN, make_pairs
+from conftest import TINY_MAX_MODEL_LEN, make_pairs, run_cli, run_pairs, write_job, write_parquet
 
 TOLERANCE = 1e-4  # float32 on both sides
 
@@ -81,3 +83,84 @@ def test_other_templates_score_the_rendered_text(tiny_model: str, template: str)
     ]
     expected = text_yes_no_scores(tiny_model, texts)
     assert np.abs(scores - expected).max() < TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def confident_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny reranker with its final norm scaled 6x: every yes-no margin 6x wider (about -22 to 44 on these
+    pairs), so that many pass the 16.6 beyond which P(yes) rounds to 1.0 in float32, as a confident real
+    reranker's do."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("models") / "confident-qwen3"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(6.0)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return str(out)
+
+
+def ranks_by_pair(out: Path) -> dict[tuple[str, str], int]:
+    parts = pl.read_parquet(str(out / "scores" / "*.parquet"))
+    return {(row["query_id"], row["doc_id"]): row["rank"] for row in parts.iter_rows(named=True)}
+
+
+def test_the_logit_score_is_the_cards_yes_no_margin_and_never_saturates(confident_model: str, tmp_path: Path) -> None:
+    rows = shuffled_pairs(long_documents=True).to_dicts()
+    model = {"max_model_len": TINY_MAX_MODEL_LEN}
+    probability, probability_run = run_pairs(tmp_path / "probability", confident_model, rows, model=model)
+    logit, logit_run = run_pairs(tmp_path / "logit", confident_model, rows, model={**model, "score": "logit"})
+    probability, logit = np.array(probability), np.array(logit)
+    pairs = [(row["query"], row["document"]) for row in rows]
+    expected = qwen3_model_card_scores(confident_model, pairs, None, TINY_MAX_MODEL_LEN, score="logit")
+    assert expected.dtype == np.float32
+    assert (np.abs(logit - expected) <= 1e-4 * np.maximum(1.0, np.abs(expected))).all()
+    saturated = probability == 1.0
+    assert saturated.sum() >= 5, "the confident model's P(yes) rounds to 1.0 on these pairs"
+    assert len(set(logit[saturated])) == saturated.sum(), "the logit still tells the saturated pairs apart"
+    assert logit[saturated].min() > 16.0
+    unsaturated = ~saturated
+    assert np.abs(1 / (1 + np.exp(-logit[unsaturated])) - probability[unsaturated]).max() < 1e-5
+    # The same order: ranks agree wherever the probability is not tied at 1.0 (there the logit breaks the tie).
+    logit_ranks, probability_ranks = ranks_by_pair(tmp_path / "logit" / "out"), ranks_by_pair(tmp_path /
+                                                                                             "probability" / "out")
+    for query_id in {row["query_id"] for row in rows}:
+        keys = [(r["query_id"], r["doc_id"]) for r, s in zip(rows, saturated) if r["query_id"] == query_id and not s]
+        assert sorted(keys, key=logit_ranks.get) == sorted(keys, key=probability_ranks.get)
+    assert (probability_run["model"]["score"], logit_run["model"]["score"]) == ("probability", "logit")
+    assert logit_run["model"]["input_format"]["score"].startswith("logit: the 'yes' logit minus the 'no' logit")
+    assert logit_run["model"]["engine_arguments"]["pooler_config"] == {"use_activation": False}
+    assert probability_run["model"]["input_format"]["score"].startswith("P(yes)")
+    assert "logit: the &#x27;yes&#x27; logit minus" in (tmp_path / "logit" / "out" / "report.html").read_text()
+
+
+def test_a_checkpoint_is_not_resumed_across_the_score_choice(tiny_model: str) -> None:
+    from batchrank.io.input import InputFiles
+    from batchrank.planning.fingerprint import describe_changes, job_fingerprint
+
+    files = InputFiles([], {}, tiny_spec(tiny_model, None, None).input)
+    fingerprints = []
+    for score in ("probability", "logit"):
+        spec = tiny_spec(tiny_model, None, None)
+        spec.model.score = score
+        fingerprints.append(job_fingerprint(spec, files, VllmScorerFactory().inspect(spec)))
+    changes = describe_changes(*fingerprints)
+    assert len(changes) == 1 and changes[0].startswith("model.input_format.score changed since the checkpoint: "
+                                                       "\"P(yes): softmax")
+
+
+def test_validate_describes_the_chosen_score_and_refuses_the_engine_switch(tiny_model: str, tmp_path: Path) -> None:
+    job = write_job(tmp_path / "job.yaml", write_parquet(make_pairs(2, 3), tmp_path / "in.parquet"), tiny_model,
+                    tmp_path / "out")
+    result = run_cli("validate", str(job), "--set", "model.score=logit")
+    assert result.exit_code == 0, result.output
+    assert "  score: logit: the 'yes' logit minus the 'no' logit at the last position" in result.output
+    result = run_cli("validate", str(job), "--set", "model.score=null",
+                     "--set", "model.engine={pooler_config: {use_activation: false}}")
+    assert result.exit_code == 2
+    assert "model.engine.pooler_config.use_activation: set model.score instead" in result.output
+    result = run_cli("validate", str(job), "--set", "model.score=odds")
+    assert result.exit_code == 2 and "model.score: Input should be 'probability' or 'logit'" in result.output
+    assert not (tmp_path / "out").exists()

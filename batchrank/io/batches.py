@@ -7,7 +7,7 @@ group of five million rows costs what a batch costs. A batch holds about `batch_
 follows the largest row size measured so far (every batch is measured; the first from a probe of 1,024 rows) and
 the row group's average in its footer; rows much longer than their row group's average can take a batch past it. Only
 the columns the caller's expressions use are read. polars' own reader is faster but decodes whole row groups, several
-at once, so its memory follows how the input was written (docs/perf-notes.md, entry 32). Columns are never read as
+at once, so its memory follows how the input was written (docs/perf-notes.md, entry 35). Columns are never read as
 dictionaries: polars would make them Categorical, whose global registry of values only grows.
 """
 

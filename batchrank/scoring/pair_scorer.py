@@ -1,4 +1,5 @@
-"""Scoring a (query, document) pair in one prompt: Qwen3-Reranker's P(yes), or a cross-encoder's label probability.
+"""Scoring a (query, document) pair in one prompt: Qwen3-Reranker's P(yes), or a cross-encoder's label probability;
+or, with model.score logit, the raw margin before that activation (yes-no logit, the classifier's logit).
 
 The prompt's token ids are built here (a text template by prompts.PromptEncoder, or a cross-encoder tokenizer's own
 pair encoding by pair_encoding.PairEncoder, truncating the document side only), so the engine scores exactly the
@@ -34,9 +35,9 @@ class PairScorer(EngineScorer):
     """Implements scoring.base.Scorer for the qwen3-yes-no and cross-encoder kinds."""
 
     def __init__(self, kind: ModelKind, encoder: PromptEncoder | PairEncoder, requests: EngineRequests,
-                 description: dict[str, Any]):
+                 description: dict[str, Any], logit: bool = False):
         super().__init__(requests, description)
-        self.kind, self.encoder = kind, encoder
+        self.kind, self.encoder, self.logit = kind, encoder, logit
 
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
         queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
@@ -61,7 +62,17 @@ class PairScorer(EngineScorer):
 
         self.submit_requests(chunk, payload.token_ids, finish, payload.token_type_starts)
 
-    @staticmethod
-    def value_of(output: Any) -> float:
-        # Qwen3 yes/no: one probability, P(yes). A classifier: the last label's probability.
-        return float(output[-1])
+    def value_of(self, output: Any) -> float:
+        # Qwen3 yes/no: one value, P(yes) or the yes-no logit (vLLM folds the two token rows into one). A classifier:
+        # the last label's probability, or its raw logits (the engine's pooler runs without its activation).
+        if not self.logit or len(output) == 1:
+            return float(output[-1])
+        return last_label_log_odds(np.asarray(output, dtype=np.float64))
+
+
+def last_label_log_odds(logits: np.ndarray) -> float:
+    """log(p / (1 - p)) of the last label's softmax probability p, from the logits without forming p (which
+    saturates): the last logit minus the logsumexp of the others."""
+    others = logits[:-1]
+    peak = others.max()
+    return float(logits[-1] - (peak + np.log(np.exp(others - peak).sum())))

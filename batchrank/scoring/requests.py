@@ -22,11 +22,13 @@ log = logging.getLogger(__name__)
 class EngineRequests:
     """One started vLLM engine, driven request by request (see vllm_loop for the version-specific calls)."""
 
-    def __init__(self, arguments: dict[str, Any], task: str, keep_engine: bool):
+    def __init__(self, arguments: dict[str, Any], task: str, keep_engine: bool,
+                 environment: dict[str, str] | None = None):
         from batchrank.scoring import vllm_loop
 
         self.arguments, self.task, self.keep_engine = arguments, task, keep_engine
-        self.llm, self.start_seconds = vllm_engine.start_engine(arguments)
+        self.environment = environment or {}
+        self.llm, self.start_seconds = vllm_engine.start_engine(arguments, self.environment)
         self.max_model_len = int(self.llm.model_config.max_model_len)
         self.loop = vllm_loop.RequestLoop(self.llm, task)
         self.cached_tokens = 0
@@ -62,7 +64,7 @@ class EngineRequests:
 
     def abandon(self) -> None:
         """Stop the engine whatever keep_engine says, and wake a step blocked waiting for its output."""
-        vllm_engine.release_engine(self.arguments)
+        vllm_engine.release_engine(self.arguments, self.environment)
         vllm_engine.wake_blocked_step(self.llm, RuntimeError("the engine was stopped: it stalled"))
 
     def close(self, request_ids: list[str]) -> None:
@@ -72,7 +74,7 @@ class EngineRequests:
         except Exception as error:  # noqa: BLE001 - a dead or stopped engine has nothing left to abort
             log.debug("abort on close: %s", error)
         if not self.keep_engine:
-            vllm_engine.release_engine(self.arguments)
+            vllm_engine.release_engine(self.arguments, self.environment)
 
 
 class EngineScorer:
