@@ -29,20 +29,26 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from batchrank.redact import redact  # messages quote exceptions, which may quote the environment
+
         try:
             return command(*args, **kwargs)
         except BatchrankError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {redact(str(error))}", err=True)
             sys.exit(error.exit_code)
         except RunFailure as error:
-            click.echo(f"error: {error}", err=True)
-            click.echo("finished parts are kept; run the same command again to resume", err=True)
+            click.echo(f"error: {redact(str(error))}", err=True)
+            if error.rerun_helps:
+                click.echo("finished parts are kept; run the same command again to resume", err=True)
+            else:
+                click.echo("finished parts are kept; a rerun as it is stops the same way: fix the cause above "
+                           "first, then the same command resumes", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; finished parts are kept; run the same command again to resume", err=True)
             sys.exit(INTERRUPTED_EXIT_CODE)
         except Exception:  # noqa: BLE001 - a bug: show the traceback, keep the exit code of a failed run
-            traceback.print_exc()
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
             click.echo("error: unexpected failure (a bug in batchrank); finished parts are kept", err=True)
             sys.exit(1)
 
@@ -50,7 +56,8 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _stop_on_sigterm() -> None:
-    # A scheduler's SIGTERM stops the job like Ctrl-C: the chunk in flight is dropped, finished parts stay.
+    # A scheduler's SIGTERM (and `ray job stop`'s) stops the job like Ctrl-C: the chunks in flight are dropped,
+    # finished parts stay. (ray.init installs its own handler, sys.exit(15); the Ray executor puts this one back.)
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -87,9 +94,8 @@ def main(context: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. run.chunk_size=500.")
 @click.option("--overwrite", is_flag=True, help="Discard the output directory's previous results and start over.")
 @click.option("--preview", default=3, show_default=True, help="Print the top results of this many queries at the end.")
-@click.pass_context
 @_user_errors
-def run(context: click.Context, job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> None:
+def run(job: str, overrides: tuple[str, ...], overwrite: bool, preview: int) -> None:
     """Score every pair of JOB's input and write ranked Parquet parts; resumes a killed run.
 
     At the end: the metrics table and OUTPUT/eval.json when eval.qrels is set, and OUTPUT/report.html.
@@ -100,33 +106,19 @@ def run(context: click.Context, job: str, overrides: tuple[str, ...], overwrite:
     """
     from batchrank.console import print_preview, print_run_summary
     from batchrank.job import run_job
-    from batchrank.logs import EngineLog
-    from batchrank.output.layout import OutputLayout
     from batchrank.spec import load_spec
 
     spec = load_spec(job, overrides)
     if spec.model.trust_remote_code:
         log.warning("model.trust_remote_code is on: Python code from %s will run", spec.model.path)
     _stop_on_sigterm()
-    layout = OutputLayout(spec.output.path)
-    engine_log = EngineLog(echo=context.obj["verbose"])
-    try:
-        # The process ends with the job, so its engine is never needed again; kept, it serves the next job of a
-        # process that runs several (a test session).
-        result = run_job(spec, overwrite=overwrite, keep_engine=True)
-    finally:
-        engine_log.close(layout.engine_log if _has_plan(layout) else None)
+    # The process ends with the job, so its engine is never needed again; kept, it serves the next job of a process
+    # that runs several (a test session). run_job keeps the engine's lines in OUTPUT/logs/engine.log (-v: on stderr
+    # too, as the batchrank logger is at DEBUG).
+    result = run_job(spec, overwrite=overwrite, keep_engine=True)
     print_run_summary(result)
     if preview:
         print_preview(result.output, preview)
-
-
-def _has_plan(layout: Any) -> bool:
-    """Whether the run got as far as writing its plan (a refused or unreachable output gets no log file)."""
-    try:
-        return bool(layout.manifest.exists())
-    except OSError:
-        return False
 
 
 @main.command()

@@ -40,9 +40,16 @@ class StorageError(BatchrankError):
 
 
 class RunFailure(Exception):
-    """The job failed while running (engine crash, write error). Finished parts are kept. The CLI exits 1."""
+    """The job failed while running (engine crash, write error). Finished parts are kept. The CLI exits 1.
+
+    `rerun_helps` is False for a failure that a rerun as it is meets again (a cluster that cannot place a worker,
+    workers that die in a loop, Ray refusing its settings): the CLI then says to fix the cause first."""
 
     exit_code = 1
+
+    def __init__(self, message: str, rerun_helps: bool = True):
+        super().__init__(message)
+        self.rerun_helps = rerun_helps
 
 
 class EngineStalled(RunFailure):

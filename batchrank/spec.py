@@ -125,6 +125,22 @@ class RunSpec(_Strict):
         "worker may not answer) before its chunks fail and the job stops (exit 1, rerun to resume): nothing waits "
         "for ever. A healthy engine finishes requests every few seconds; raise it only for very long prompts on a "
         "slow CPU")
+    worker_start_timeout: float = Field(
+        default=600.0, gt=0, description="Ray: seconds a job waits with no worker scoring (at the start, or after "
+        "every worker was lost) for one to be placed and start its engine, before it stops naming the resources "
+        "asked for and what the cluster has. Workers that can be placed start scoring at once; the others join "
+        "when there is room")
+    max_lost_workers: int | Literal["auto"] = Field(
+        default="auto", description="Ray workers a job may lose (killed, preempted, node gone) before it stops: a "
+        "lost worker's chunks go back to the queue without using up their attempts, and this bound ends a job whose "
+        "workers die in a loop. auto: twice the workers, at least 3")
+
+    @field_validator("max_lost_workers")
+    @classmethod
+    def _non_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 0 or more, or auto")
+        return value
 
     @model_validator(mode="before")
     @classmethod

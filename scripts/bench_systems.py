@@ -90,15 +90,11 @@ def batchrank_spec(config: dict[str, Any], system: str, pairs: str, output: str)
 
 
 def _start_ray() -> None:
-    """One Ray cluster for every run_job of this process (each still starts its own actors): what RayExecutor
-    would start itself, with the same forwarded environment."""
+    """One Ray cluster for every run_job of this process (each still starts its own actors, and gives them
+    batchrank's environment itself): what RayExecutor would start."""
     import ray
 
-    from batchrank.execute.ray_executor import FORWARDED_ENVIRONMENT
-
-    environment = {name: os.environ[name] for name in FORWARDED_ENVIRONMENT if name in os.environ}
-    environment.setdefault("HF_HUB_OFFLINE", "1")
-    ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True, runtime_env={"env_vars": environment})
+    ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
 
 
 def _batchrank_dataset(config: dict[str, Any], system: str, name: str, pairs_path: str, on_ray: bool) -> dict[str, Any]:

@@ -6,13 +6,21 @@ run scores it, so a resumed output must equal an uninterrupted one exactly. A qu
 counts as a query too long for max_model_len, which the real scorer finds by tokenizing.
 
 Run as a script, this file is the `batchrank` command with FakeScorer in place of vLLM's scorer, plus fault hooks
-read from the environment (nothing in batchrank itself knows about them):
+read from the environment (nothing in batchrank itself knows about them). The scorer's own faults (FAKE_SCORER_*,
+FAKE_FAIL_*, FAKE_STALL_*, FAKE_EXIT_*) are read where the factory is made, in the driver, and travel with it to every Ray
+actor, whatever environment the cluster gives its workers:
 
   FAKE_SCORER_SLEEP=S           sleep S seconds in each scorer call (so a kill lands mid-run)
   FAKE_FAIL_QUERY=QID           scoring the chunk that holds query QID raises ...
   FAKE_FAIL_TIMES=K             ... its first K times (default: always)
+  FAKE_FAIL_DETAIL=TEXT         ... with TEXT in its message (as a library's error may quote what it was given)
   FAKE_STALL_QUERY=QID          scoring the chunk that holds query QID finishes nothing until the engine is stopped
                                 (as vLLM's step waits for a prompt its scheduler never schedules)
+  FAKE_SCORER_START_FAILS=TEXT  the scorer's start raises RuntimeError(TEXT) (an engine that cannot start)
+  FAKE_EXIT_QUERY=QID           scoring the chunk that holds query QID kills the scoring process (SIGKILL: a
+                                preempted or OOM-killed worker) ...
+  FAKE_EXIT_TIMES=K             ... its first K times over every process, counted in the file FAKE_EXIT_COUNT_FILE
+                                (default: always)
   FAKE_PAUSE_AT=WHERE           stop at WHERE, create the file FAKE_PAUSE_MARKER, and wait to be killed:
       part-write     half of a scores part is in its temporary file, not renamed yet
       chunk-rejects  a chunk's rejects part is in place, its scores part not written yet
@@ -27,7 +35,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -54,13 +64,22 @@ class FakeScorer(ChunkAtATimeScorer):
     kind = "qwen3-yes-no"
     calls_failed: dict[str, int] = {}  # per process: how often the FAKE_FAIL_QUERY chunk has raised
 
-    def __init__(self, spec: JobSpec | None = None):
+    def __init__(self, spec: JobSpec | None = None, faults: dict[str, str] | None = None):
         super().__init__()
-        self.sleep = float(os.environ.get("FAKE_SCORER_SLEEP", "0"))
-        self.fail_query = os.environ.get("FAKE_FAIL_QUERY")
-        self.fail_times = int(os.environ.get("FAKE_FAIL_TIMES", "1000000"))
-        self.stall_query = os.environ.get("FAKE_STALL_QUERY")
+        faults = scorer_faults() if faults is None else faults
+        if faults.get("FAKE_SCORER_START_FAILS"):
+            raise RuntimeError(faults["FAKE_SCORER_START_FAILS"])
+        self.sleep = float(faults.get("FAKE_SCORER_SLEEP", "0"))
+        self.fail_query = faults.get("FAKE_FAIL_QUERY")
+        self.fail_times = int(faults.get("FAKE_FAIL_TIMES", "1000000"))
+        self.fail_detail = faults.get("FAKE_FAIL_DETAIL", "")
+        self.stall_query = faults.get("FAKE_STALL_QUERY")
         self.stopped = threading.Event()
+        self.exit_query = faults.get("FAKE_EXIT_QUERY")
+        self.exit_times = int(faults.get("FAKE_EXIT_TIMES", "1000000"))
+        self.exit_count_file = faults.get("FAKE_EXIT_COUNT_FILE", os.devnull)
+        # an engine's start line, as vLLM logs one: where it lands shows where the engine's lines go
+        logging.getLogger("vllm.fake_engine").info("fake engine started in process %d", os.getpid())
 
     def prepare(self, pairs: pl.DataFrame) -> PreparedChunk:
         queries, documents = pairs["query"].to_list(), pairs["document"].to_list()
@@ -73,6 +92,8 @@ class FakeScorer(ChunkAtATimeScorer):
     def score(self, prepared: PreparedChunk) -> np.ndarray:
         queries, documents, query_ids = prepared.payload
         time.sleep(self.sleep)
+        if self.exit_query in query_ids:
+            _exit_unless_done(self.exit_query, self.exit_times, Path(self.exit_count_file))
         if self.stall_query in query_ids:
             self.stopped.wait()
             raise RuntimeError("the engine was stopped")
@@ -80,7 +101,7 @@ class FakeScorer(ChunkAtATimeScorer):
             failed = FakeScorer.calls_failed.get(self.fail_query, 0)
             if failed < self.fail_times:
                 FakeScorer.calls_failed[self.fail_query] = failed + 1
-                raise RuntimeError(f"injected engine failure for query {self.fail_query}")
+                raise RuntimeError(f"injected engine failure for query {self.fail_query}{self.fail_detail}")
         return np.array([fake_score(q, d) for q, d in zip(queries, documents, strict=True)])
 
     def describe(self) -> dict[str, Any]:
@@ -94,8 +115,28 @@ class FakeScorer(ChunkAtATimeScorer):
         self.stopped.set()
 
 
+def scorer_faults() -> dict[str, str]:
+    """The scorer's fault settings in this process's environment."""
+    return {name: value for name, value in os.environ.items() if name.startswith(("FAKE_SCORER_", "FAKE_FAIL_",
+                                                                                  "FAKE_EXIT_", "FAKE_STALL_"))}
+
+
+def _exit_unless_done(query_id: str, times: int, counter: Path) -> None:
+    """Kill this process, as the first `times` scorings of query_id's chunk (over all processes) do."""
+    done = len(counter.read_text().splitlines()) if counter.is_file() else 0
+    if done < times:
+        if str(counter) != os.devnull:
+            with open(counter, "a") as handle:
+                handle.write(f"{os.getpid()} {query_id}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class FakeScorerFactory:
-    """Implements batchrank.scoring.base.ScorerFactory: no model directory is read, none is needed."""
+    """Implements batchrank.scoring.base.ScorerFactory: no model directory is read, none is needed. The faults of
+    this process's environment go with it (pickled, to Ray actors)."""
+
+    def __init__(self) -> None:
+        self.faults = scorer_faults()
 
     def inspect(self, spec: JobSpec) -> ModelFacts:
         return ModelFacts("qwen3-yes-no", {"kind": "qwen3-yes-no", "template": "fake"}, spec.model.max_model_len,
@@ -105,7 +146,7 @@ class FakeScorerFactory:
         return [i for i, query in enumerate(queries) if len(query) > MAX_QUERY_CHARS]
 
     def create(self, spec: JobSpec, placement: EnginePlacement) -> FakeScorer:
-        return FakeScorer(spec)
+        return FakeScorer(spec, self.faults)
 
 
 def use_fake_scorer() -> None:

@@ -136,6 +136,27 @@ def test_an_interrupted_run_is_stopped_not_failed(tmp_path: Path) -> None:
     assert status(tmp_path / "out")[0] == 0
 
 
+def test_a_secret_quoted_by_an_error_reaches_no_output_file_log_or_status(tmp_path: Path, fake_engine: None,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine error that quotes the job's credentials (as Ray quoted a job's whole runtime env): masked on the
+    console, in _FAILED.json, in `status` and in every file of the output."""
+    canary = "canary-" + os.urandom(12).hex()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", canary)
+    monkeypatch.setenv("FAKE_FAIL_QUERY", "q010")
+    monkeypatch.setenv("FAKE_FAIL_DETAIL", f" with credentials {canary}")
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", write_parquet(make_pairs(20, 10), tmp_path / "in.parquet"), NO_MODEL, out,
+                    run={"chunk_size": 50, "executor": "local", "chunks_in_flight_per_worker": 1})
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 1 and "injected engine failure for query q010 with credentials ***" in result.output
+    assert "run the same command again to resume" in result.output, "a rerun can fix an engine error"
+    code, state, text = status(out)
+    assert code == 4 and state["last_error"]["message"].endswith("with credentials ***")
+    assert canary not in result.output + text + json.dumps(state)
+    leaks = [path for path in out.rglob("*") if path.is_file() and canary.encode() in path.read_bytes()]
+    assert not leaks and len(list(out.rglob("*"))) > 5
+
+
 # --- logs: results on stdout, batchrank on stderr, the engine's lines in OUTPUT/logs/engine.log -------------------
 
 
@@ -196,16 +217,21 @@ def test_the_python_api_runs_jobs_back_to_back_and_releases_each_engine(pairs: P
     """A pipeline task's process: several jobs through the API, each engine released when its job ends (before, the
     third job of a process failed for the memory the first two still held), and the process left as it was: no
     engine process, no environment variable set or changed, and its own errors printed without a "[rank0]:" prefix
-    (the engine core runs in a process of its own, on the CPU build too)."""
+    (the engine core runs in a process of its own, on the CPU build too); each job's vLLM lines in its own
+    OUTPUT/logs/engine.log and none on the caller's stdout (before: 72 lines a job)."""
     job = write_job(tmp_path / "job.yaml", pairs, tiny_model, tmp_path / "out")
     done = subprocess.run([sys.executable, "-c", API_JOBS, str(job), str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 1 and "\nRuntimeError: the caller's own error\n" in done.stderr, done.stderr[-3000:]
     assert "[rank0]" not in done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, f"vLLM's lines stay off the caller's stdout: {lines[:5]}"
+    report = json.loads(lines[0])
     for length, entry in zip((200, 224, 256), report[:3], strict=True):
         assert entry == {"pairs": 20, "output": str(tmp_path / str(length)), "engines_held": 0, "type": "JobResult"}
         assert pl.read_parquet(f"{entry['output']}/scores/part-000000.parquet").height == 20
+        engine_log = (Path(entry["output"]) / "logs" / "engine.log").read_text()
+        assert " vllm" in engine_log and "INFO" in engine_log, "each job's own engine.log, as from the CLI"
     assert report[3]["error"].startswith("model.path /nope: no such directory")
     assert report[4] == {"environment_changed": [], "processes_left": []}
 

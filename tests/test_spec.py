@@ -133,3 +133,13 @@ def test_unknown_spec_keys_get_the_closest_known_key(tmp_path: Path, override: s
     assert result.exit_code == 2
     assert message in result.stderr
     assert ("did you mean" in result.stderr) is ("did you mean" in message)
+
+
+def test_ray_bounds_are_checked_with_the_field_named(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, BASE), ["run.max_lost_workers=10", "run.worker_start_timeout=30"])
+    assert spec.run.max_lost_workers == 10 and spec.run.worker_start_timeout == 30
+    assert load_spec(write(tmp_path, BASE)).run.max_lost_workers == "auto"
+    with pytest.raises(SpecError, match="run.max_lost_workers.*must be 0 or more, or auto"):
+        load_spec(write(tmp_path, BASE), ["run.max_lost_workers=-1"])
+    with pytest.raises(SpecError, match="run.worker_start_timeout"):
+        load_spec(write(tmp_path, BASE), ["run.worker_start_timeout=0"])

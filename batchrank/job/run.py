@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchrank import scoring
+from batchrank.engine_log import EngineLog
 from batchrank.environment import scoped_environment
 from batchrank.errors import INTERRUPTED_EXIT_CODE, InputDataError
 from batchrank.execute import run_executor
@@ -25,6 +26,7 @@ from batchrank.planning.job_plan import make_plan, resume
 from batchrank.planning.preflight import Checked, check_job
 from batchrank.progress import Progress
 from batchrank.qrels import Qrels
+from batchrank.redact import redact
 from batchrank.scoring.base import ScorerFactory
 from batchrank.spec import JobSpec
 from batchrank.storage import StoragePath
@@ -75,18 +77,34 @@ def run_job(spec: JobSpec, overwrite: bool = False, scorer_factory: ScorerFactor
 
     Raises BatchrankError (SpecError, InputDataError, CheckpointError, StorageError) for what the user must fix,
     with nothing scored; RunFailure for a failure while running (rerun to resume); KeyboardInterrupt.
+
+    The engine's and other libraries' log lines (vLLM's, the Ray workers') go to OUTPUT/logs/engine.log, not to
+    the caller's stdout; with the `batchrank` logger at DEBUG, to stderr as well.
     """
     # The caller's environment is given back as it was (what vLLM and its engine core need is set and unset here).
     with scoped_environment():
-        factory = scorer_factory if scorer_factory is not None else scoring.default_scorer_factory(keep_engine)
-        checked = check_job(spec, factory)  # spec, input schema, model, qrels: before anything is written
-        layout = OutputLayout(spec.output.path)
-        lock = OutputLock(layout)
-        lock.acquire()
+        engine_log = EngineLog()
+        layout: OutputLayout | None = None
         try:
-            return _run_locked(checked, layout, factory, overwrite)
+            factory = scorer_factory if scorer_factory is not None else scoring.default_scorer_factory(keep_engine)
+            checked = check_job(spec, factory)  # spec, input schema, model, qrels: before anything is written
+            layout = OutputLayout(spec.output.path)
+            lock = OutputLock(layout)
+            lock.acquire()
+            try:
+                return _run_locked(checked, layout, factory, overwrite)
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            engine_log.close(layout.engine_log if layout is not None and _has_plan(layout) else None)
+
+
+def _has_plan(layout: OutputLayout) -> bool:
+    """Whether the run got as far as writing its plan (a refused or unreachable output gets no log file)."""
+    try:
+        return bool(layout.manifest.exists())
+    except Exception:  # noqa: BLE001 - an unreachable store: the job's own error says so
+        return False
 
 
 def _run_locked(checked: Checked, layout: OutputLayout, factory: ScorerFactory, overwrite: bool) -> JobResult:
@@ -192,9 +210,11 @@ def _record_failure(layout: OutputLayout, error: BaseException) -> None:
     if isinstance(error, KeyboardInterrupt):
         message, code = "interrupted (Ctrl-C or SIGTERM)", INTERRUPTED_EXIT_CODE
     else:
-        message, code = f"{error}", getattr(error, "exit_code", 1)
+        message, code = redact(f"{error}"), getattr(error, "exit_code", 1)
     record = {"message": message.splitlines()[0] if message else type(error).__name__, "error": type(error).__name__,
               "exit_code": code, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname()}
+    if not getattr(error, "rerun_helps", True):
+        record["rerun_helps"] = False  # fix the cause first: a rerun as it is stops the same way
     try:
         layout.failure.write_text(json.dumps(record, indent=1))
     except OSError:

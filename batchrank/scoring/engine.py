@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from batchrank.engine_log import child_output_to_log
 from batchrank.environment import ImportedEnvironment, scoped_environment
 from batchrank.errors import SpecError
 
@@ -72,7 +73,8 @@ def start_engine(arguments: dict[str, Any], environment: dict[str, str] | None =
 
             started = time.perf_counter()
             try:
-                engine = LLM(**arguments)
+                with child_output_to_log():  # the engine core's own prints and warnings: the job's engine.log
+                    engine = LLM(**arguments)
             except TypeError as error:
                 raise SpecError(f"model.engine: vLLM's LLM refused the arguments: {error}") from None
         _ENGINES[key] = (engine, time.perf_counter() - started, engine_processes)
