@@ -135,9 +135,10 @@ def validate(job: str, overrides: tuple[str, ...]) -> None:
 
     from batchrank import scoring
     from batchrank.console import print_input_report, print_model_facts
-    from batchrank.io.spill import scratch_directory
-    from batchrank.io.validate import check_rows, raise_if_nothing_left, raise_on_problems
-    from batchrank.job.preflight import check_job
+    from batchrank.planning.memory import PlanMemory
+    from batchrank.planning.preflight import check_job
+    from batchrank.planning.spill import scratch_directory
+    from batchrank.planning.validate import check_rows, raise_if_nothing_left, raise_on_problems
     from batchrank.spec import load_spec
 
     spec = load_spec(job, overrides)
@@ -148,7 +149,7 @@ def validate(job: str, overrides: tuple[str, ...]) -> None:
     print_model_facts(checked.model)
     with scratch_directory() as scratch:
         too_long = partial(factory.too_long_queries, spec, checked.model)
-        check = check_rows(checked.files, spec.input.on_bad_rows, scratch, too_long)
+        check = check_rows(checked.files, spec.input.on_bad_rows, scratch, too_long, memory=PlanMemory.of(spec.run))
     print_input_report(check.report)
     if spec.input.on_bad_rows == "error" or check.rejects is None:
         raise_on_problems(check.report)

@@ -9,9 +9,9 @@ import polars as pl
 
 from batchrank.io import parquet_files
 from batchrank.io.trec_ids import printable, shown_id
-from batchrank.io.validate import InputReport
 from batchrank.job import JobResult
 from batchrank.output.status import JobStatus, describe_since
+from batchrank.planning.validate import InputReport
 from batchrank.results import open_finished
 from batchrank.scoring.base import ModelFacts
 from batchrank.storage import StoragePath

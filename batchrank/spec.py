@@ -115,6 +115,10 @@ class RunSpec(_Strict):
         default=1024, ge=16, description="memory for grouping a scattered input (or one with rejected rows) into "
         "its staged copy: an external sort that buckets the rows on local disk (TMPDIR), then sorts one bucket of "
         "about this size at a time; it bounds the plan's memory, not the staged copy's size")
+    plan_read_mib: int = Field(
+        default=256, ge=32, description="memory for reading the input while `validate` and the plan check every "
+        "row and stage a grouped copy: batches of decoded rows (one row group's pages at a time, whatever the "
+        "files' layout) and the work on them; with staging_sort_mib it bounds the plan's memory (README)")
     ray_address: str | None = Field(default=None, description="a Ray cluster; RAY_ADDRESS when unset")
     stall_timeout: float = Field(
         default=600.0, gt=0, description="seconds an engine may hold requests and finish none of them (or a Ray "

@@ -1,4 +1,4 @@
-"""io/duplicates.py: pair hashes spilled to partition files find every repeated hash, and the candidates are
+"""planning/duplicates.py: pair hashes spilled to partition files find every repeated hash, and the candidates are
 confirmed on their real ids, so colliding hashes of different pairs are no duplicates."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-import batchrank.io.duplicates as duplicates
-from batchrank.io.duplicates import CandidateSpill, HashSpill, pair_hash, partition_count
-from batchrank.io.reject_runs import RejectRuns
+import batchrank.planning.duplicates as duplicates
 from batchrank.io.rejects import DUPLICATE_REASON
+from batchrank.planning.duplicates import CandidateSpill, HashSpill, pair_hash, partition_count
+from batchrank.planning.reject_stream import RejectStream
 
 
 def test_partitions_are_powers_of_two_that_fit_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,7 +31,9 @@ def test_every_repeated_hash_is_found_across_partitions(tmp_path: Path, monkeypa
     assert spill.partitions == 128
     for batch in np.array_split(np.concatenate([hashes, planted]), 7):
         spill.add(batch)
-    assert np.array_equal(spill.repeated(), planted)
+    repeated = spill.repeated()
+    assert np.array_equal(repeated.hashes, planted)
+    assert repeated.rows == 100, "each planted hash is on two rows"
     assert not list((tmp_path / "hashes").iterdir()), "each partition file is removed once checked"
 
 
@@ -43,13 +45,13 @@ def test_colliding_hashes_of_different_pairs_are_not_duplicates(tmp_path: Path) 
     eligible = pl.Series([True, True, True, False, True, True])  # row 3 fails a row check
     candidates.add(0, frame[:4], hashes[:4], eligible[:4])
     candidates.add(4, frame[4:], hashes[4:], eligible[4:])
-    runs = RejectRuns(tmp_path / "rejects", candidates.partitions)
-    found = candidates.confirm(runs)
-    runs.close()
+    stream = RejectStream(tmp_path / "rejects")
+    first = candidates.confirm(stream)
+    stream.close()
     # every later copy is a problem (row 3 too, though it fails another check) ...
-    assert found.first is not None and (found.first.row, found.first.query_id, found.first.doc_id) == (3, "a", "1")
-    assert found.first.count == 3
+    assert first is not None and (first.row, first.query_id, first.doc_id) == (3, "a", "1")
+    assert first.count == 3
     # ... and of the copies that pass the other checks, all but the first are rejected as duplicates
-    merged = pl.concat(list(runs.merged()))
+    merged = pl.concat(list(stream.merged()))
     assert merged.rows() == [(4, "b", "1", DUPLICATE_REASON), (5, "a", "1", DUPLICATE_REASON)]
-    assert sorted(pl.concat(found.per_query).rows()) == [("a", 1), ("b", 1)]
+    assert sorted(merged.group_by("query_id").len().rows()) == [("a", 1), ("b", 1)]

@@ -12,9 +12,9 @@ import pytest
 
 from batchrank.errors import InputDataError, SpecError
 from batchrank.eval import evaluate
-from batchrank.fingerprint import job_fingerprint
 from batchrank.io.input import open_input
 from batchrank.io.parquet_files import read_footer
+from batchrank.planning.fingerprint import job_fingerprint
 from batchrank.qrels import read_qrels
 from batchrank.spec import parse_spec
 from batchrank.storage import StoragePath

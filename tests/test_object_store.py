@@ -32,9 +32,9 @@ import pytest
 import batchrank.output.lease as lease_module
 from batchrank import storage
 from batchrank.errors import CheckpointError, SpecError
-from batchrank.job.preflight import check_output_outside_input
 from batchrank.output import holder as holders
 from batchrank.output.lease import Lease
+from batchrank.planning.preflight import check_output_outside_input
 from batchrank.spec import parse_spec
 from batchrank.storage import StoragePath
 from conftest import BATCHRANK, make_pairs, run_cli, write_job, write_parquet

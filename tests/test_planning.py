@@ -1,4 +1,4 @@
-"""job/planning.py: rows whose query alone cannot fit max_model_len are bad rows found by the plan, before anything
+"""planning/job_plan.py: rows whose query alone cannot fit max_model_len are bad rows found by the plan, before anything
 is written (issue 16); under `skip` they are rejected at plan time with the other bad rows and a scattered input is
 staged without them. The fake scorer counts a query longer than MAX_QUERY_CHARS as too long."""
 

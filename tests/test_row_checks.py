@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from batchrank.io.row_checks import LengthHistogram, check_columns, reason_column
+from batchrank.planning.row_checks import LengthHistogram, check_columns, reason_column
 
 
 def test_histogram_statistics_equal_polars_over_the_whole_column() -> None:

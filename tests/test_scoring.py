@@ -137,8 +137,8 @@ def test_the_logit_score_is_the_cards_yes_no_margin_and_never_saturates(confiden
 
 
 def test_a_checkpoint_is_not_resumed_across_the_score_choice(tiny_model: str) -> None:
-    from batchrank.fingerprint import describe_changes, job_fingerprint
     from batchrank.io.input import InputFiles
+    from batchrank.planning.fingerprint import describe_changes, job_fingerprint
 
     files = InputFiles([], {}, tiny_spec(tiny_model, None, None).input)
     fingerprints = []

@@ -43,7 +43,7 @@ def test_texts_from_the_input_equal_the_kept_texts_whatever_the_batch_sizes(
     expected = produce(kept, qrels, tmp_path / "kept.parquet", COMMANDS[command])
     assert expected and all(isinstance(value, (str, list, int, float)) for value in expected[0].values())
     assert produce(joined, qrels, tmp_path / "joined.parquet", COMMANDS[command]) == expected
-    for name, value in {"ROW_BUCKET": 7, "TEXT_BATCH_ROWS": 5, "QUERY_BUCKET_ROWS": 3}.items():
+    for name, value in {"ROW_BUCKET": 7, "TEXT_BATCH_BYTES": 500, "QUERY_BUCKET_ROWS": 3}.items():
         monkeypatch.setattr(texts, name, value)
     monkeypatch.setattr(results, "BATCH_ROWS", 13)  # the output read a part or two at a time
     assert produce(joined, qrels, tmp_path / "small.jsonl", COMMANDS[command]) == expected

@@ -1,4 +1,4 @@
-"""io/validate.py: the streaming row checks give the messages, statistics, query sizes and rejects that the
+"""planning/validate.py: the streaming row checks give the messages, statistics, query sizes and rejects that the
 in-memory per-pair index gave (the expected values below are what it printed), whatever the batch size, the number
 of hash partitions or the hash's width (a tiny hash: every pair collides, the real ids decide)."""
 
@@ -10,11 +10,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-import batchrank.io.batches as batches
-import batchrank.io.duplicates as duplicates
+import batchrank.planning.duplicates as duplicates
 from batchrank.io.input import open_input
 from batchrank.io.rejects import DUPLICATE_REASON, TOO_LONG_REASON
-from batchrank.io.validate import RowCheck, check_rows
+from batchrank.planning.memory import BUFFERS_PER_BATCH, PlanMemory
+from batchrank.planning.validate import RowCheck, check_rows
 from batchrank.spec import InputSpec
 from conftest import make_pairs, write_parquet
 
@@ -87,9 +87,10 @@ def test_a_hash_that_collides_rejects_no_good_row(tmp_path: Path, hash_bits: int
 
 def test_small_batches_and_many_partitions_give_the_same_answers(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batches, "BATCH_ROWS", 5)  # per-query facts merged across batches
-    monkeypatch.setattr(duplicates, "PARTITION_PAIRS", 4)  # 16 hash partitions, 16 duplicate runs
-    expect_the_old_answers(checked(tmp_path, every_problem(), hash_bits=5), tmp_path)
+    monkeypatch.setattr(duplicates, "PARTITION_PAIRS", 4)  # 16 hash partitions, many duplicate runs
+    memory = PlanMemory(read_bytes=1000 * BUFFERS_PER_BATCH)  # batches of 1,000 bytes: a few rows each
+    check = checked(tmp_path, every_problem(), hash_bits=5, memory=memory)
+    expect_the_old_answers(check, tmp_path)  # per-query facts merged across batches
 
 
 def test_grouped_good_input_is_contiguous_with_nothing_rejected(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ as one schema. A kept column that no file holds may come from Hive partition dir
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from itertools import groupby
 
@@ -54,19 +55,21 @@ class InputFiles:
     def num_rows(self) -> list[int]:
         return [f.num_rows for f in self.files]
 
-    def source_columns(self) -> list[str]:
+    def source_columns(self, names: Collection[str] | None = None) -> list[str]:
         """The input file's own names of the columns a job reads: the four canonical ones, then kept columns (not
-        those of partition directories)."""
-        names = [self.spec.column(c) for c in CANONICAL_COLUMNS]
-        names += [n for n in self.keep_columns if n not in CANONICAL_COLUMNS and n not in self.partition_columns]
-        return list(dict.fromkeys(names))
+        those of partition directories; with `names`, of those canonical or kept names only)."""
+        columns = [self.spec.column(c) for c in CANONICAL_COLUMNS if names is None or c in names]
+        columns += [n for n in self.keep_columns if n not in CANONICAL_COLUMNS and n not in self.partition_columns
+                    and (names is None or n in names)]
+        return list(dict.fromkeys(columns))
 
-    def canonical(self) -> list[pl.Expr]:
-        """Source columns -> canonical names (query_id, query, doc_id, document) and types, then kept columns."""
+    def canonical(self, names: Collection[str] | None = None) -> list[pl.Expr]:
+        """Source columns -> canonical names (query_id, query, doc_id, document) and types, then kept columns (with
+        `names`, those only)."""
         columns = [pl.col(self.spec.column(c)).cast(self.schema[self.spec.column(c)]).alias(c) for c in CANONICAL_COLUMNS]
         # A kept column that is already there under its canonical name (e.g. `query`) is not selected twice.
         columns += [pl.col(n).cast(self.schema[n]) for n in self.keep_columns if n not in CANONICAL_COLUMNS]
-        return columns
+        return [column for column in columns if names is None or column.meta.output_name() in names]
 
     def scan(self) -> pl.LazyFrame:
         """The input with canonical names and types, lazily, every file cast to the one schema."""

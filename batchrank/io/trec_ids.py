@@ -4,7 +4,7 @@ printable for a terminal.
 trec_eval, ir_measures and every other TREC reader split a line on whitespace, so an id holding a space, a tab or a
 newline breaks the line's fields, and a control character (NUL, ESC) is no part of a word to any of them; an empty
 id leaves a field out. Such ids score fine and survive Parquet and JSON lines, so they are found where they enter:
-`validate` and `run` warn about them before scoring (io/validate.py's row pass), the preview prints them escaped,
+`validate` and `run` warn about them before scoring (planning/row_pass.py), the preview prints them escaped,
 and `export --format trec` refuses them with their count (export.py).
 """
 

@@ -1,5 +1,5 @@
-"""One job end to end (run.py): checks before anything is written (preflight.py), the plan or its resume
-(planning.py), scoring through an executor, and the end of the job (finish.py)."""
+"""One job end to end (run.py): the checks and the plan or its resume (batchrank.planning), scoring through an
+executor, and the end of the job (finish.py)."""
 
 from batchrank.job.run import JobResult, count_gpus, run_job
 

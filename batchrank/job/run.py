@@ -15,15 +15,15 @@ from batchrank.environment import give_back_freed_memory, scoped_environment
 from batchrank.errors import INTERRUPTED_EXIT_CODE, InputDataError
 from batchrank.execute import run_executor
 from batchrank.execute.placement import choose_executor
-from batchrank.fingerprint import job_fingerprint
 from batchrank.io.parts import PartWritten
 from batchrank.job.finish import finish
-from batchrank.job.planning import make_plan, resume
-from batchrank.job.preflight import Checked, check_job
 from batchrank.output.checkpoint import find_finished, remove_temporaries
 from batchrank.output.layout import OutputLayout
 from batchrank.output.lock import OutputLock
 from batchrank.pipeline.context import JobContext
+from batchrank.planning.fingerprint import job_fingerprint
+from batchrank.planning.job_plan import make_plan, resume
+from batchrank.planning.preflight import Checked, check_job
 from batchrank.progress import Progress
 from batchrank.qrels import Qrels
 from batchrank.redact import redact

@@ -23,6 +23,9 @@ import os
 
 from batchrank.storage import StoragePath
 
+# The staged copy's extra column: each staged row's global row number in the input (names its file and row).
+SOURCE_ROW = "__batchrank_source_row"
+
 
 def part_name(chunk_id: int) -> str:
     return f"part-{chunk_id:06d}.parquet"

@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from batchrank.errors import RunFailure
 from batchrank.io.parquet_files import RowRangeReader
+from batchrank.output.layout import SOURCE_ROW
 from batchrank.pipeline.context import JobContext
 from batchrank.plan import Chunk
-from batchrank.staging import SOURCE_ROW
 from batchrank.storage import StoragePath
 
 

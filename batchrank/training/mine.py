@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from batchrank.errors import InputDataError
-from batchrank.io.spill import scratch_directory
+from batchrank.planning.spill import scratch_directory
 from batchrank.qrels import Qrels
 from batchrank.results import open_finished
 from batchrank.storage import StoragePath

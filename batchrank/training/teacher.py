@@ -18,7 +18,7 @@ from typing import Literal
 import polars as pl
 
 from batchrank.errors import InputDataError
-from batchrank.io.spill import scratch_directory
+from batchrank.planning.spill import scratch_directory
 from batchrank.qrels import Qrels
 from batchrank.results import open_finished
 from batchrank.storage import StoragePath

@@ -4,8 +4,8 @@ When the output keeps `query` and `document` (output.keep_columns), the chosen r
 straight through. Otherwise they are joined back from the job's input (unchanged since the run) by each row's
 `input_row`, in three steps on local scratch disk (TMPDIR), like the staged copy's external sort:
   1. the chosen rows (ids, scores, input_row: a few per query) are spilled into buckets of ROW_BUCKET input rows;
-  2. the input is read once, TEXT_BATCH_ROWS rows at a time (only its query and document columns), and each batch
-     takes the chosen rows that fall in it, read back bucket after bucket in row order; the rows, now with their
+  2. the input is read once, about TEXT_BATCH_BYTES of it at a time (only its query and document columns), and each
+     batch takes the chosen rows that fall in it, read back bucket after bucket in row order; the rows, now with their
      texts, are spilled again into buckets of consecutive queries (about QUERY_BUCKET_ROWS rows each);
   3. the query buckets are read back in order, each sorted by query, role and slot, and handed on.
 Memory: one input batch, one row bucket, one query bucket, and a count of chosen rows per query.
@@ -24,14 +24,14 @@ from batchrank.errors import BatchrankError, InputDataError
 from batchrank.io.batches import input_batches
 from batchrank.io.input import InputFiles, open_input
 from batchrank.io.parts import INPUT_ROW
-from batchrank.io.spill import FrameSpill
+from batchrank.planning.spill import FrameSpill
+from batchrank.planning.staging import bucket_of_ranks
 from batchrank.results import FinishedOutput
 from batchrank.spec import InputSpec
-from batchrank.staging import bucket_of_ranks
 
 TEXTS = ("query", "document")
 ROW_BUCKET = 1 << 22  # input rows per bucket of chosen rows
-TEXT_BATCH_ROWS = 1 << 17  # input rows read at a time: their texts are the largest thing held
+TEXT_BATCH_BYTES = 32 << 20  # decoded input read at a time (io/batches.py): its texts are the largest thing held
 QUERY_BUCKET_ROWS = 1 << 17  # chosen rows (with texts) per query bucket
 
 
@@ -116,7 +116,7 @@ def _attach_texts(by_row: FrameSpill, files: InputFiles, bucket_of_query: np.nda
     by_query = FrameSpill(directory, partitions, "queries")
     held: pl.DataFrame | None = None
     loaded = 0
-    for offset, batch in input_batches(files, list(TEXTS), TEXT_BATCH_ROWS):
+    for offset, batch in input_batches(files, list(TEXTS), TEXT_BATCH_BYTES):
         end = offset + batch.height
         while loaded < by_row.partitions and loaded * ROW_BUCKET < end:  # the buckets this batch reaches
             bucket = by_row.read(loaded)

@@ -6,7 +6,8 @@ Second pass: the rows whose hash is one of those are taken with their real ids a
 each partition is checked on the ids themselves, so a hash collision never rejects a good row.
 
 Of a repeated pair, every copy after the first is a duplicate problem (what `validate` and `error` report), and
-of the copies that pass the other checks, every one after the first is rejected under `skip`: the first is scored.
+of the copies that pass the other checks, every one after the first is rejected: the first is scored. Each
+partition's rejects are a run of the reject stream of their own ("duplicates, hash partition N").
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import numpy as np
 import polars as pl
 
 from batchrank.io.batches import row_numbers
-from batchrank.io.reject_runs import FIRST_DUPLICATES_RUN, RejectRuns
 from batchrank.io.rejects import DUPLICATE_REASON
-from batchrank.io.row_checks import FirstRow
-from batchrank.io.spill import FrameSpill
+from batchrank.planning.reject_stream import RejectStream
+from batchrank.planning.row_checks import FirstRow
+from batchrank.planning.spill import FrameSpill
 
 PAIR_HASH_SEED = 0x62617463  # fixed: both passes must hash a pair alike
-PARTITION_PAIRS = 1 << 23  # hashes per partition file (64 MiB) when the partitions are checked
+PARTITION_PAIRS = 1 << 23  # hashes per partition file (64 MiB) when the partitions are checked, at most
+# A candidate row (its ids, input row and flag) takes about as much memory as this many hashes.
+CANDIDATE_HASHES = 8
 
 
 def pair_hash(bits: int = 64) -> pl.Expr:
@@ -34,19 +37,29 @@ def pair_hash(bits: int = 64) -> pl.Expr:
     return hashed if bits >= 64 else hashed & pl.lit((1 << bits) - 1, dtype=pl.UInt64)
 
 
-def partition_count(rows: int) -> int:
-    """A power of two, so that each partition holds about PARTITION_PAIRS hashes or fewer."""
-    wanted = max(1, -(-rows // PARTITION_PAIRS))
+def partition_count(rows: int, per_partition: int | None = None) -> int:
+    """A power of two, so that each partition holds about `per_partition` hashes or fewer (PARTITION_PAIRS at
+    most)."""
+    most = min(PARTITION_PAIRS, per_partition or PARTITION_PAIRS)
+    wanted = max(1, -(-rows // most))
     return 1 << (wanted - 1).bit_length()
+
+
+@dataclass
+class Repeated:
+    """The pair hashes seen more than once (distinct, sorted) and how many rows carry one of them."""
+
+    hashes: np.ndarray
+    rows: int
 
 
 class HashSpill:
     """Every pair's hash, spilled to partition files; `repeated()` checks them one partition at a time."""
 
-    def __init__(self, directory: Path, rows: int):
+    def __init__(self, directory: Path, rows: int, per_partition: int | None = None):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.partitions = partition_count(rows)
+        self.partitions = partition_count(rows, per_partition)
         self._files: list[BinaryIO] = [open(self._path(i), "wb") for i in range(self.partitions)]  # noqa: SIM115
 
     def _path(self, index: int) -> Path:
@@ -66,37 +79,32 @@ class HashSpill:
                 self._files[index].write(grouped[start:end].tobytes())
             start = int(end)
 
-    def repeated(self) -> np.ndarray:
-        """The distinct hash values that occur more than once, sorted; the partition files are removed."""
+    def repeated(self) -> Repeated:
+        """The hash values that occur more than once; the partition files are removed."""
         for handle in self._files:
             handle.close()
-        found = []
+        found, rows = [], 0
         for index in range(self.partitions):
             hashes = np.fromfile(self._path(index), dtype=np.uint64)
             self._path(index).unlink()
             hashes.sort()
             same = hashes[1:] == hashes[:-1]
             if same.any():
-                found.append(np.unique(hashes[1:][same]))
-        return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
-
-
-@dataclass
-class Duplicates:
-    """The confirmed duplicates: the first later copy of any pair (for the problem message), and per query the
-    rows `skip` rejects (their rows are in the reject runs)."""
-
-    first: FirstRow | None  # the first later copy, with the count of later copies over every row
-    per_query: list[pl.DataFrame]  # query_id, dropped
+                distinct = np.unique(hashes[1:][same])
+                found.append(distinct)
+                rows += int(same.sum()) + distinct.size  # every copy: the later ones and each first one
+        return Repeated(np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64), rows)
 
 
 class CandidateSpill:
     """Second pass: rows whose pair hash is repeated, spilled by hash partition with their real ids; `confirm()`
     checks each partition on the ids."""
 
-    def __init__(self, directory: Path, repeated: np.ndarray, rows: int):
+    def __init__(self, directory: Path, repeated: np.ndarray, rows: int, per_partition: int | None = None):
+        """`rows`: how many rows will be added (Repeated.rows); with `per_partition` (in hashes' room) they set the
+        number of partitions."""
         self.repeated = pl.Series("_hash", repeated, dtype=pl.UInt64)
-        self.partitions = partition_count(rows)
+        self.partitions = partition_count(rows * CANDIDATE_HASHES, per_partition)
         self.spill = FrameSpill(directory, self.partitions, "candidates")
 
     def add(self, offset: int, batch: pl.DataFrame, hashes: pl.Series, eligible: pl.Series) -> None:
@@ -109,10 +117,11 @@ class CandidateSpill:
         partition = (hashes.filter(mask).to_numpy() & np.uint64(self.partitions - 1)).astype(np.int64)
         self.spill.append(frame, partition)
 
-    def confirm(self, runs: RejectRuns) -> Duplicates:
-        """Check each partition on the real ids (its rows are in input order); the rejects go to `runs`."""
+    def confirm(self, stream: RejectStream) -> FirstRow | None:
+        """Check each partition on the real ids (its rows are in input order) and emit its rejects into a run of
+        `stream`; returns the first later copy of any pair, with the count of later copies over every row."""
         self.spill.close()
-        first, count, per_query = None, 0, []
+        first, count = None, 0
         for index in range(self.partitions):
             frame = self.spill.read(index)
             self.spill.remove(index)
@@ -125,8 +134,9 @@ class CandidateSpill:
             kept = frame.filter(pl.col("eligible"))
             rejected = kept.filter(~pl.struct("query_id", "doc_id").is_first_distinct())
             if rejected.height:
-                runs.add(FIRST_DUPLICATES_RUN + index, rejected.with_columns(reason=pl.lit(DUPLICATE_REASON)))
-                per_query.append(rejected.group_by("query_id").agg(pl.len().cast(pl.Int64).alias("dropped")))
+                run = stream.run(f"duplicates, hash partition {index}", share=0.25 / self.partitions)
+                run.emit(rejected.with_columns(reason=pl.lit(DUPLICATE_REASON)))
+                run.finish()
         if first is not None:
             first.count = count
-        return Duplicates(first, per_query)
+        return first

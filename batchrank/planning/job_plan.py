@@ -12,18 +12,19 @@ from typing import Any
 import polars as pl
 
 from batchrank.errors import CheckpointError, RunFailure
-from batchrank.fingerprint import check_resumable
 from batchrank.io.input import InputFiles
 from batchrank.io.rejects import check_plan_rejects
-from batchrank.io.spill import scratch_directory
-from batchrank.io.validate import RowCheck, check_rows, raise_if_nothing_left, raise_on_problems
-from batchrank.job.preflight import Checked
 from batchrank.output.checkpoint import clear
 from batchrank.output.layout import OutputLayout
 from batchrank.output.manifest import Manifest, read_manifest, write_manifest
 from batchrank.plan import cut_chunks
+from batchrank.planning.fingerprint import check_resumable
+from batchrank.planning.memory import PlanMemory
+from batchrank.planning.preflight import Checked
+from batchrank.planning.spill import scratch_directory
+from batchrank.planning.staging import stage_grouped_copy
+from batchrank.planning.validate import RowCheck, check_rows, raise_if_nothing_left, raise_on_problems
 from batchrank.scoring.base import ScorerFactory
-from batchrank.staging import stage_grouped_copy
 
 log = logging.getLogger("batchrank")
 
@@ -55,22 +56,25 @@ def make_plan(checked: Checked, layout: OutputLayout, fingerprint: dict[str, Any
     anything is written (the prepare stage's check stays as the safety net)."""
     spec, files = checked.spec, checked.files
     too_long = None if factory is None else partial(factory.too_long_queries, spec, checked.model)
+    memory = PlanMemory.of(spec.run)
     with scratch_directory() as scratch:
-        check = check_rows(files, spec.input.on_bad_rows, scratch, too_long)
+        check = check_rows(files, spec.input.on_bad_rows, scratch, too_long, memory=memory)
         for warning in check.report.warnings:  # before scoring, not when the export meets them
             log.warning("%s", warning)
         if spec.input.on_bad_rows == "error":  # bad rows stop the job before the output is touched
             raise_on_problems(check.report)
         raise_if_nothing_left(check, spec.input.path)
+        queries = check.queries  # the input less the rejects (read before anything is written)
         clear(layout)
         if check.rejects is not None:
             _write_plan_rejects(check, files, layout)
         staged = None
         if not check.contiguous:
-            staged = _stage(check, files, layout, scratch, spec.run.staging_sort_mib << 20)
-    chunks = cut_chunks(check.query_sizes, spec.run.chunk_size)
-    manifest = Manifest(fingerprint, chunks, sum(check.query_sizes), staged, check.rejected_rows,
-                        spec.input.on_bad_rows, check.queries.height)
+            staged = _stage(check, queries, files, layout, scratch, memory)
+    sizes = queries["rows"].to_list()
+    chunks = cut_chunks(sizes, spec.run.chunk_size)
+    manifest = Manifest(fingerprint, chunks, sum(sizes), staged, check.rejected_rows, spec.input.on_bad_rows,
+                        queries.height)
     write_manifest(layout, manifest)
     return manifest
 
@@ -87,11 +91,14 @@ def _write_plan_rejects(check: RowCheck, files: InputFiles, layout: OutputLayout
                 check.rejected_rows, check.summarize_rejects(), layout.rejects)
 
 
-def _stage(check: RowCheck, files: InputFiles, layout: OutputLayout, scratch: Path, memory_bytes: int) -> str:
+def _stage(check: RowCheck, queries: pl.DataFrame, files: InputFiles, layout: OutputLayout, scratch: Path,
+           memory: PlanMemory) -> str:
     excluded = check.rejects.rows() if check.rejects is not None else None
     try:
-        buckets = stage_grouped_copy(files, layout.staged_input, check.queries, excluded, scratch, memory_bytes)
+        staged = stage_grouped_copy(files, layout.staged_input, queries, excluded, scratch, memory)
     except (OSError, pl.exceptions.PolarsError) as error:
         raise RunFailure(f"{layout.staged_input}: cannot write the staged input: {error}") from error
-    log.info("staged the rows to score, grouped by query, at %s (%d sorted bucket(s))", layout.staged_input, buckets)
+    sliced = f", {staged.sliced} over run.staging_sort_mib sorted in slices" if staged.sliced else ""
+    log.info("staged the rows to score, grouped by query, at %s (%d sorted bucket(s)%s)", layout.staged_input,
+             staged.buckets, sliced)
     return str(layout.staged_input.absolute())

@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from batchrank.io.background import SerialWriter
+from batchrank.planning.background import SerialWriter
 
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
@@ -44,14 +44,15 @@ def compact_arrow(frame: pl.DataFrame) -> pa.Table:
 class FrameSpill:
     """Frames appended to `partitions` files under `directory`, each partition's rows kept in append order."""
 
-    def __init__(self, directory: Path, partitions: int, name: str = "part", background: bool = False):
+    def __init__(self, directory: Path, partitions: int, name: str = "part", writes_queued: int = 0):
         self.directory, self.partitions, self.name = directory, partitions, name
         directory.mkdir(parents=True, exist_ok=True)
         self._writers: dict[int, ipc.RecordBatchStreamWriter] = {}
         self._files: dict[int, object] = {}
         self.rows = np.zeros(partitions, dtype=np.int64)
-        # With `background`, the compression and writes run on a thread of their own (a few batches behind).
-        self._worker = SerialWriter() if background else None
+        self.bytes = np.zeros(partitions, dtype=np.int64)  # of the Arrow tables appended (their size in memory)
+        # With `writes_queued`, the compression and writes run on a thread of their own, that many tables behind.
+        self._worker = SerialWriter(pending=writes_queued) if writes_queued else None
 
     def path(self, index: int) -> Path:
         return self.directory / f"{self.name}-{index:05d}.arrows"
@@ -73,6 +74,7 @@ class FrameSpill:
         if isinstance(table, pl.DataFrame):
             table = compact_arrow(table)
         self.rows[index] += table.num_rows
+        self.bytes[index] += table.nbytes
         if self._worker is not None:
             self._worker.submit(self._write, index, table)
         else:
@@ -116,17 +118,21 @@ class FrameSpill:
         assert frame is None or isinstance(frame, pl.DataFrame)
         return frame
 
-    def batches(self, index: int) -> Iterator[pl.DataFrame]:
+    def arrow_batches(self, index: int) -> Iterator[pa.RecordBatch]:
         """One partition's rows in append order, batch by batch as they were appended."""
         if not self.rows[index]:
             return
         with open(self.path(index), "rb") as handle:
             for batch in ipc.open_stream(handle):
-                if not batch.num_rows:  # a table's empty chunk is written as an empty batch
-                    continue
-                frame = pl.from_arrow(batch)
-                assert isinstance(frame, pl.DataFrame)
-                yield frame
+                if batch.num_rows:  # a table's empty chunk is written as an empty batch
+                    yield batch
+
+    def batches(self, index: int) -> Iterator[pl.DataFrame]:
+        """One partition's rows in append order, batch by batch as they were appended."""
+        for batch in self.arrow_batches(index):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            yield frame
 
     def remove(self, index: int) -> None:
         self.path(index).unlink(missing_ok=True)
