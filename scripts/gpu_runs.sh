@@ -15,7 +15,7 @@
 # 60 s or more on the H200; same-shape entries back to back reuse the model and vLLM's compile cache):
 #   1. anchor-4b   2. epg2-4b    3. anchor-8b   4. epg2-8b   5. profile-8b   6. anchor-06   7. epg3-06
 #   8. profile-06  9. anchor-06k 10. c1000-06   11. overhead  12. invariant-cost
-# (Issue 20's entries, gpu-suite-long, gpu-suite-rest, memory-8b, probe and fix-cost, come first in ENTRIES.)
+# (Issue 20's entries, gpu-suite-long, gpu-suite-kinds, gpu-suite-ops, memory-8b, probe and fix-cost, come first in ENTRIES.)
 # The anchors (plain vLLM alone, one call and calls of 5,000/20,000/100,000 prompts) leave their report in
 # $ROOT/results/; a later batchrank entry on the same machine takes it as --vllm-reference, so its ratios are
 # against plain vLLM's best call size on the same kind of pairs. On a fresh machine (the anchor not there) the ratio
@@ -267,14 +267,18 @@ run_entry() {
               bench fix-cost-chunked 4b --datasets "$(size 100:500 20:4)" --systems batchrank \
                 --run-json '{"engines_per_gpu": 1}' --engine-json '{"enable_chunked_prefill": true}'
               return $(( defaults || $? )) ;;
-    # The GPU suite (tests/gpu/, issue 20) in two calls: the 0.6B long-document run (~200 s: build 30, two engine
-    #    starts at max_model_len 32,768, ~20 s of scoring), then the rest (~330 s: kinds in float32 and bf16, a
-    #    SIGKILLed run, Ray with two engines on the GPU, rejects/status/exit codes). $OUT/gpu-suite.md has each
-    #    test's outcome and time; $OUT/memory.md the long run's memory and pairs/s.
+    # The GPU suite (tests/gpu/, issue 20) in three calls: the 0.6B long-document run (284 s on 2026-12-02: build
+    #    30, two engine starts at max_model_len 32,768, ~20 s of scoring), the kinds (~250 s: float32 and bf16, one
+    #    local engine each), then the operations (~300 s: a SIGKILLed run, Ray with two engines on the GPU from the
+    #    CLI and from Python, rejects/status/exit codes). $OUT/gpu-suite.md has each test's outcome and time;
+    #    $OUT/gpu-suite-live.md each outcome and a failure's whole report the moment it is known (a call cut by its
+    #    deadline still says why); $OUT/memory.md the long run's memory and pairs/s.
     gpu-suite-long) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu/test_long_documents.py -q -p no:cacheprovider \
                       -o addopts="" --timeout $(( BUDGET - 20 )) ;;
-    gpu-suite-rest) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu -q -p no:cacheprovider -o addopts="" \
-                      --deselect tests/gpu/test_long_documents.py --timeout 300 ;;
+    gpu-suite-kinds) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu/test_kinds.py -q -p no:cacheprovider -o addopts="" \
+                      --timeout 200 ;;
+    gpu-suite-ops) GPU_SUITE_OUT=$OUT "$PY" -m pytest tests/gpu/test_operations_gpu.py -q -p no:cacheprovider \
+                      -o addopts="" --timeout 240 ;;
     # memory-8b: the long-document memory run (documents 1.25-3x max_model_len 32,768) on the 8B shape; the MS
     #    MARCO-length half is the throughput tables' (~300 s: build 100, engine start ~110 cold, scoring ~40)
     memory-8b) "$PY" -m batchrank.models.random_qwen3 "$ROOT/8b/model-8b" --shape "${SHAPE_OVERRIDE:-8b}" \
@@ -343,7 +347,7 @@ one() {
   return "$rc"
 }
 
-ENTRIES=(gpu-suite-long gpu-suite-rest memory-8b probe fix-cost anchor-4b epg2-4b anchor-8b epg2-8b profile-8b anchor-06
+ENTRIES=(gpu-suite-long gpu-suite-kinds gpu-suite-ops memory-8b probe fix-cost anchor-4b epg2-4b anchor-8b epg2-8b profile-8b anchor-06
          epg3-06 profile-06 anchor-06k c1000-06 overhead invariant-cost s4 s8 s06 s8-fp8 t06 t4b t4b-ray t8b fp8-8b memory
          invariant invariant-nocache)
 nvidia-smi -L 2>/dev/null || echo "no GPU"

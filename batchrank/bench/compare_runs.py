@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import psutil
 import yaml
 
 from batchrank.bench.agreement import score_agreement
@@ -69,16 +70,21 @@ def parse_kills(texts: list[str], configs: dict[str, list[str]]) -> dict[str, in
 
 
 class WorkerKiller:
-    """SIGKILLs one Ray worker process once `after_parts` parts exist in `out` (called while the run goes on)."""
+    """SIGKILLs one of the run's own Ray worker processes once `after_parts` parts exist in `out` (called while the
+    run goes on). Only a descendant of the run's process: another Ray on this machine is never touched."""
 
     def __init__(self, out: Path, after_parts: int):
         self.out, self.after_parts = out, after_parts
         self.killed: dict[str, Any] = {}
 
-    def __call__(self, seconds: float) -> None:
+    def __call__(self, seconds: float, run_pid: int) -> None:
         if self.killed or len(list((self.out / "scores").glob("part-*.parquet"))) < self.after_parts:
             return
-        workers = worker_processes()
+        try:
+            descendants = {p.pid for p in psutil.Process(run_pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            return
+        workers = [p for p in worker_processes() if p.pid in descendants]
         if workers:
             workers[0].send_signal(signal.SIGKILL)
             self.killed = {"pid": workers[0].pid, "after_parts": self.after_parts, "at_seconds": round(seconds, 1)}
@@ -107,6 +113,7 @@ def run_one(job: Path, name: str, assignments: list[str], work: Path, kill_after
             "scoring_seconds": info["wall_seconds_this_run"], "executor": execution["executor"],
             "workers": execution.get("workers", 1), "engines_per_gpu": execution.get("engines_per_gpu", 1),
             "engine_drains": execution.get("engine_drains"), "chunks_retried": execution.get("chunks_retried", []),
+            "lost_workers": execution.get("lost_workers", []),
             "per_worker": execution.get("per_worker", {}),
             "prefix_cache_hit_share": model.get("prefix_cache_hit_share"),
             "engine_start_seconds": model.get("engine_start_seconds"), "out": str(out)}

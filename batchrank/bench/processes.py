@@ -61,7 +61,7 @@ def stop_leftover_engines() -> None:
 
 
 def run_measured(command: list[str], log: Path, timeout: float | None, cwd: Path = REPO,
-                 on_tick: Callable[[float], None] | None = None) -> ProcessRun:
+                 on_tick: Callable[[float, int], None] | None = None) -> ProcessRun:
     """Run `command` in a session of its own, stdout and stderr to `log`, sampling its memory; at the end (or at
     its timeout) kill its whole process group, so whatever it left behind (vLLM's engine core, Ray's raylet and
     actors) goes with it, then wait for the GPU's memory to come back. `on_tick(seconds so far)` is called every
@@ -81,7 +81,7 @@ def run_measured(command: list[str], log: Path, timeout: float | None, cwd: Path
                 returncode = process.wait(timeout=min(0.2, max(deadline - time.perf_counter(), 0.01)))
             except subprocess.TimeoutExpired:
                 if on_tick is not None:
-                    on_tick(time.perf_counter() - started)
+                    on_tick(time.perf_counter() - started, process.pid)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

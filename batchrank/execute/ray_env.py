@@ -11,6 +11,7 @@ from the job's own runtime env, which Ray hands to every worker itself.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -23,6 +24,8 @@ from batchrank.execute.base import short_error
 from batchrank.redact import is_secret_name
 
 log = logging.getLogger("batchrank")
+
+RAY_SHUTDOWN_TIMEOUT_S = 60.0  # a healthy shutdown takes a second or two; an engine stop has its own deadline before
 
 # What workers need from the driver's environment: hub off, vLLM's settings, the import path, and where the object
 # store is (never its secrets).
@@ -74,7 +77,7 @@ def ray_session(address: str | None) -> Iterator[Any]:
         # the driver (ray_pool.py), like the local engine's.
         ray.init(address=address, log_to_driver=False)
     except SystemExit as stop:  # Ray's own SIGTERM handler, while Ray was starting
-        ray.shutdown()
+        shut_down(ray)
         if stop.code != signal.SIGTERM:
             raise
         raise KeyboardInterrupt from None
@@ -86,4 +89,26 @@ def ray_session(address: str | None) -> Iterator[Any]:
     try:
         yield ray
     finally:
-        ray.shutdown()
+        shut_down(ray)
+
+
+def shut_down(ray: Any, timeout_s: float | None = None) -> None:
+    """ray.shutdown with a deadline. It waits in Ray's core worker for the driver's last messages to its cluster
+    (seen not returning on the GPU machine after a job failed); a job must not hang there. Past the deadline the
+    shutdown goes on in the background and this process's exit does not wait for it again (Ray's atexit hook is
+    removed); the Ray processes ray.init started share this process's fate."""
+    timeout_s = RAY_SHUTDOWN_TIMEOUT_S if timeout_s is None else timeout_s
+    finished = threading.Event()
+
+    def shutdown() -> None:
+        try:
+            ray.shutdown()
+        except Exception as error:  # noqa: BLE001 - the job's outcome is decided already
+            log.warning("ray.shutdown: %s", short_error(error))
+        finally:
+            finished.set()
+
+    threading.Thread(target=shutdown, name="batchrank-ray-shutdown", daemon=True).start()
+    if not finished.wait(timeout_s):
+        log.error("Ray did not shut down within %g s; going on without waiting for it", timeout_s)
+        atexit.unregister(ray.shutdown)

@@ -17,7 +17,7 @@ from typing import Any
 from batchrank.execute.base import Dispatch, ExecutionSummary, Executor, WorkerLost
 from batchrank.execute.placement import Placement, plan_placement
 from batchrank.execute.ray_env import RayUnavailable, job_environment_variables, ray_session, worker_environment
-from batchrank.execute.ray_pool import ActorSlot, WorkerPool, lost_reason
+from batchrank.execute.ray_pool import ActorSlot, WorkerPool, gone_errors, lost_reason
 from batchrank.execute.ray_worker import ScoringWorker, worker_processes
 from batchrank.io.parts import PartWritten
 from batchrank.plan import Chunk
@@ -63,11 +63,11 @@ class _ActorDispatch(Dispatch):
 
     def result(self, handle: Hashable) -> PartWritten:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import RayTaskError
 
         try:
             return ray.get(handle)
-        except RayActorError as error:
+        except gone_errors() as error:
             raise WorkerLost(lost_reason(error)) from error
         except RayTaskError as error:
             raise (error.cause if error.cause is not None else error) from None

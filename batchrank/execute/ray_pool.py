@@ -158,14 +158,12 @@ class WorkerPool:
         return descriptions
 
     def _read_news(self, done: set[Any], events: PoolEvents) -> None:
-        from ray.exceptions import RayActorError
-
         for slot in [s for s in self.starting if s.ready in done]:
             self.starting.remove(slot)
             try:
                 slot.where = self.ray.get(slot.ready)
-            except RayActorError as error:
-                if error.actor_init_failed:
+            except gone_errors() as error:
+                if getattr(error, "actor_init_failed", False):
                     self._failed_to_start(slot, error)
                 else:
                     events.lost.append((slot, f"lost while starting: {lost_reason(error)}"))
@@ -177,7 +175,7 @@ class WorkerPool:
             reference, slot.heartbeat = slot.heartbeat, None
             try:
                 forward_worker_lines(self.ray.get(reference))
-            except RayActorError as error:
+            except gone_errors() as error:
                 events.lost.append((slot, lost_reason(error)))
                 continue
             except Exception as error:  # noqa: BLE001 - it answered: alive; its lines are lost, not its chunks
@@ -245,8 +243,22 @@ class WorkerPool:
             log.debug("ray.kill %s: %s", slot, error)
 
 
+def gone_errors() -> tuple[type[BaseException], ...]:
+    """What ray.get raises when the actor behind a call is gone, rather than its code having raised: dead or
+    unreachable (RayActorError), killed by Ray's memory monitor (OutOfMemoryError), its process crashed, its node
+    gone. Each is a lost worker: its chunks go back to the queue."""
+    from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError, WorkerCrashedError
+
+    return (RayActorError, OutOfMemoryError, WorkerCrashedError, NodeDiedError)
+
+
 def lost_reason(error: BaseException) -> str:
     """Why Ray says an actor is gone, on one line (its message spreads pid, ip and cause over several)."""
+    from ray.exceptions import OutOfMemoryError
+
+    if isinstance(error, OutOfMemoryError):  # Ray's message is a page of memory statistics
+        return ("killed by Ray's memory monitor: its node ran low on host memory (Ray's RAY_memory_usage_threshold; "
+                "fewer workers or engines on a node, or a node with more memory)")
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     useful = [line for line in lines[1:] if not line.startswith(("class_name:", "actor_id:", "namespace:", "pid:",
                                                                  "ip:", "name:"))]

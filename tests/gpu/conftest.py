@@ -2,7 +2,9 @@
 
 Skipped where there is no CUDA GPU (CI). On the GPU machine, once the bundle of ../shared/gpu/README.md is unpacked:
 
-    bash scripts/gpu_runs.sh gpu-suite      # two device calls: gpu-suite-long, then gpu-suite-rest
+    bash scripts/gpu_runs.sh gpu-suite-long   # one device call each: the long documents,
+    bash scripts/gpu_runs.sh gpu-suite-kinds  # the model kinds,
+    bash scripts/gpu_runs.sh gpu-suite-ops    # kill/resume, Ray, rejects
 
 `BATCHRANK_GPU_SUITE=cpu` runs the same tests on the CPU build (float32 only, short lengths) to catch a test's own
 bug before a GPU call. Each test's outcome and time, the GPU and the versions go to $GPU_SUITE_OUT/gpu-suite.md.
@@ -67,8 +69,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     if "tests/gpu/" in str(item.fspath).replace(os.sep, "/") and (report.when == "call" or report.outcome != "passed"):
-        _RESULTS.append((item.nodeid, report.outcome if report.when == "call" else f"{report.outcome} ({report.when})",
-                         report.duration))
+        outcome = report.outcome if report.when == "call" else f"{report.outcome} ({report.when})"
+        _RESULTS.append((item.nodeid, outcome, report.duration))
+        _write_as_it_happens(item.nodeid, outcome, report)
+
+
+def _write_as_it_happens(nodeid: str, outcome: str, report: pytest.TestReport) -> None:
+    """Each outcome, a failure's whole report (its exception chain included), written the moment it is known: a
+    device call cut by its deadline, or a later test that hangs, still brings back why the earlier ones failed."""
+    out = os.environ.get("GPU_SUITE_OUT")
+    if not out:
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "gpu-suite-live.md", "a") as handle:
+        handle.write(f"## {nodeid}: {outcome} ({report.duration:.1f} s, "
+                     f"{time.strftime('%H:%M:%S UTC', time.gmtime())})\n\n")
+        if report.failed:
+            handle.write(f"```\n{report.longreprtext}\n```\n\n")
+            for section, text in report.sections:  # captured output, logging
+                handle.write(f"### {section}\n\n```\n{text[-20000:]}\n```\n\n")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

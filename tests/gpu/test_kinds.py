@@ -1,6 +1,7 @@
 """Each model kind scores as the library its users trust, on the GPU build: the Qwen3-Reranker model card's formula
 (qwen3-yes-no), sentence-transformers' CrossEncoder.predict (cross-encoder) and SentenceTransformer.encode + cosine
-(embedding); float32 to the CPU suite's 1e-4, bfloat16 within BF16_TOLERANCE of the float32 reference."""
+(embedding); float32 to the CPU suite's 1e-4, bfloat16 within BF16_TOLERANCE of the float32 reference. One local
+engine each: these tests are about the kinds; the executors are test_operations_gpu.py's."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from batchrank.scoring.reference import qwen3_model_card_scores
 from conftest import TINY_MAX_MODEL_LEN, run_pairs
 
 F32_TOLERANCE = 1e-4
-# bf16 keeps 8 bits of mantissa: a probability or a cosine moves by up to ~1e-2 on these random models (measured
-# on the H200: see docs/gpu-suite.md); a wrong format or truncation moves scores by 0.1 and more.
+# bf16 keeps 8 bits of mantissa: a probability or a cosine moves by up to ~1e-2 on these random models (the bound
+# is to be confirmed on the H200: docs/gpu-suite.md); a wrong format or truncation moves scores by 0.1 and more.
 BF16_TOLERANCE = 3e-2
+LOCAL = {"executor": "local"}  # run.executor auto would start Ray for two engines on a GPU
 
 
 def tolerance(dtype: str) -> float:
@@ -44,7 +46,7 @@ def test_qwen3_yes_no_scores_equal_the_model_card(gpu_models: dict[str, str], dt
     if dtype not in dtypes:
         pytest.skip(f"{dtype} is not run on this device")
     rows = qwen3_rows()
-    scores, run_info = run_pairs(tmp_path, gpu_models["qwen3-yes-no"], rows,
+    scores, run_info = run_pairs(tmp_path, gpu_models["qwen3-yes-no"], rows, run=LOCAL,
                                  model={"dtype": dtype, "max_model_len": TINY_MAX_MODEL_LEN})
     expected = qwen3_model_card_scores(gpu_models["qwen3-yes-no"], [(r["query"], r["document"]) for r in rows],
                                        None, TINY_MAX_MODEL_LEN)
@@ -58,8 +60,8 @@ def test_cross_encoder_scores_equal_crossencoder_predict(gpu_models: dict[str, s
     if dtype not in dtypes:
         pytest.skip(f"{dtype} is not run on this device")
     rows = synthetic_pairs()
-    scores, run_info = run_pairs(tmp_path, gpu_models["cross-encoder"], rows, model={"dtype": dtype,
-                                                                                      "max_model_len": 64})
+    scores, run_info = run_pairs(tmp_path, gpu_models["cross-encoder"], rows, run=LOCAL,
+                                 model={"dtype": dtype, "max_model_len": 64})
     check(scores, cross_encoder_predict(gpu_models["cross-encoder"], rows, max_length=64), dtype)
     assert run_info["truncated_pairs"] > 5
 
@@ -73,7 +75,8 @@ def test_embedding_scores_equal_sentence_transformers(gpu_models: dict[str, str]
     for row in rows[::3]:  # beyond the model's 256 tokens
         row["document"] = " ".join([row["document"]] * 20)
     prompt = {"query_prefix": "query: ", "document_prefix": "passage: "}
-    scores, run_info = run_pairs(tmp_path, gpu_models["embedding"], rows, model={"dtype": dtype}, prompt=prompt)
+    scores, run_info = run_pairs(tmp_path, gpu_models["embedding"], rows, run=LOCAL, model={"dtype": dtype},
+                                 prompt=prompt)
     check(scores, encode_and_cosine(gpu_models["embedding"], rows, "query: ", "passage: "), dtype)
     assert run_info["truncated_pairs"] == len(rows[::3])
 

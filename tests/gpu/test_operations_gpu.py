@@ -91,6 +91,34 @@ def test_two_engines_on_the_gpu_through_ray_equal_the_local_executor(gpu_models:
     assert np.abs((got["score"] - expected["score"]).to_numpy()).max() < 1e-5
 
 
+def test_jobs_from_python_with_the_default_executor(gpu_models: dict[str, str], tmp_path: Path) -> None:
+    """batchrank.run_job twice in one Python process (a notebook, a pipeline step) with run.executor auto, which on
+    a GPU starts Ray in this process for two engines: both jobs finish, equal the local executor's scores, and leave
+    no Ray and no engine behind."""
+    from batchrank import load_spec, run_job
+
+    source = write_parquet(make_pairs(20, 10, seed=8), tmp_path / "pairs.parquet")
+    executor = {"executor": "ray", "num_workers": 2} if ON_CPU else {}  # the CPU's auto is local: name Ray there
+    local = write_job(tmp_path / "local.yaml", source, gpu_models["qwen3-yes-no"], tmp_path / "local",
+                      run={"executor": "local", "chunk_size": 40})
+    subprocess.run([*BATCHRANK, "run", str(local), "--preview", "0"], check=True, capture_output=True, timeout=600)
+    import ray
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}  # the session's shared engine, if any
+    for name in ("first", "second"):
+        job = write_job(tmp_path / f"{name}.yaml", source, gpu_models["qwen3-yes-no"], tmp_path / name,
+                        run={"chunk_size": 40, "stall_timeout": 120, **executor})
+        result = run_job(load_spec(job))
+        assert result.total_pairs == 200 and result.run_info["execution"]["executor"] == "ray"
+        got, expected = scores(tmp_path / name), scores(tmp_path / "local")
+        assert got.drop("score").equals(expected.drop("score"))
+        assert np.abs((got["score"] - expected["score"]).to_numpy()).max() < 1e-5
+        assert not ray.is_initialized(), "the job shut down the Ray it started"
+    _, left = psutil.wait_procs([p for p in psutil.Process().children(recursive=True) if p.pid not in before],
+                                timeout=30)
+    assert not left, f"left behind by the two jobs: {[p.cmdline() for p in left]}"
+
+
 def test_rejected_rows_status_and_exit_codes(gpu_models: dict[str, str], tmp_path: Path) -> None:
     rows = make_pairs(6, 5, seed=2)
     for row in rows[5:10]:  # q001: the query alone does not fit max_model_len 256
