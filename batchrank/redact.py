@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_KEY|AUTH(?!OR)",
                          re.IGNORECASE)
@@ -24,8 +25,25 @@ MASK = "***"
 RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # ray._private.ray_constants: the submitted job's config
 
 
+# A field of the spec or of vLLM's arguments that holds a credential (hf_token, api_key, aws_secret_access_key),
+# by whole words: max_num_batched_tokens and tokenizer_mode are settings.
+SECRET_FIELD = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|access_key|credentials?|"
+                          r"private_key|auth)(_|$)", re.IGNORECASE)
+
+
 def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME.search(name))
+
+
+def mask_secret_fields(tree: Any) -> Any:
+    """`tree` (mappings and lists, as a spec or engine arguments) with the value of every credential field masked:
+    what the output records (run.json, job.json's fingerprint) never holds a credential, whatever its source."""
+    if isinstance(tree, Mapping):
+        return {key: MASK if isinstance(key, str) and SECRET_FIELD.search(key) and value not in (None, "", False)
+                else mask_secret_fields(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [mask_secret_fields(item) for item in tree]
+    return tree
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:

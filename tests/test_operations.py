@@ -157,6 +157,28 @@ def test_a_secret_quoted_by_an_error_reaches_no_output_file_log_or_status(tmp_pa
     assert not leaks and len(list(out.rglob("*"))) > 5
 
 
+def test_a_secret_in_the_spec_reaches_no_output_file(tmp_path: Path, fake_engine: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A credential the spec takes from the environment (model.engine.hf_token: ${HF_TOKEN}, for a gated model) is
+    the engine's, never the output's: run.json, job.json and report.html record it masked."""
+    canary = "hf_" + os.urandom(12).hex()
+    monkeypatch.setenv("HF_TOKEN", canary)
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", write_parquet(make_pairs(10, 5), tmp_path / "in.parquet"), NO_MODEL, out,
+                    run={"chunk_size": 50, "executor": "local"})
+    spec = yaml.safe_load(job.read_text())
+    spec["model"]["engine"] = {"hf_token": "${HF_TOKEN}"}
+    job.write_text(yaml.safe_dump(spec))
+    result = run_cli("run", str(job), "--preview", "0")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["spec"]["model"]["engine"]["hf_token"] == "***"
+    leaks = [path for path in out.rglob("*") if path.is_file() and canary.encode() in path.read_bytes()]
+    assert not leaks and canary not in result.output
+    monkeypatch.setenv("HF_TOKEN", "hf_" + os.urandom(12).hex())  # a rotated token is not a changed job
+    rerun = run_cli("run", str(job), "--preview", "0")
+    assert rerun.exit_code == 0 and "nothing to do" in rerun.output, rerun.output
+
+
 # --- logs: results on stdout, batchrank on stderr, the engine's lines in OUTPUT/logs/engine.log -------------------
 
 

@@ -16,6 +16,7 @@ from batchrank.io.rejects import merge_rejects
 from batchrank.output.manifest import write_text_or_fail
 from batchrank.pipeline.context import JobContext
 from batchrank.progress import Progress
+from batchrank.redact import mask_secret_fields, redact
 from batchrank.scoring.kinds import score_type
 from batchrank.spec import JobSpec
 from batchrank.storage import StoragePath
@@ -35,7 +36,7 @@ def library_versions() -> dict[str, str]:
 
 def recorded_spec(spec: JobSpec) -> dict[str, Any]:
     """The spec as run.json keeps it: local paths made absolute, so every command works from any directory."""
-    tree = spec.model_dump(mode="json")
+    tree = mask_secret_fields(spec.model_dump(mode="json"))
 
     def absolute(path: str | None) -> str | None:
         return None if path is None else str(StoragePath.of(path).absolute())
@@ -102,7 +103,8 @@ def finish(context: JobContext, done: dict[int, PartWritten], chunks_scored: int
         "pairs_per_second_this_run": round(progress.pairs_per_second, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_text_or_fail(layout.run_info, json.dumps(run_info, indent=1))
+    # The spec may hold a credential from the environment (model.engine.hf_token: ${HF_TOKEN}): masked.
+    write_text_or_fail(layout.run_info, redact(json.dumps(run_info, indent=1)))
     if context.manifest.staged_input and not spec.output.keep_staged_input:
         layout.staging.delete_tree()  # a full copy of the input: nothing reads it once every part exists
     write_text_or_fail(layout.success, "")

@@ -14,6 +14,7 @@ from typing import Any
 
 from batchrank.errors import CheckpointError
 from batchrank.io.input import InputFiles
+from batchrank.redact import mask_secret_fields
 from batchrank.scoring.base import ModelFacts
 from batchrank.spec import CANONICAL_COLUMNS, JobSpec
 
@@ -28,6 +29,7 @@ THROUGHPUT_ENGINE_KEYS = frozenset({
 
 def job_fingerprint(spec: JobSpec, files: InputFiles, model: ModelFacts) -> dict[str, Any]:
     engine = {key: value for key, value in sorted(spec.model.engine.items()) if key not in THROUGHPUT_ENGINE_KEYS}
+    engine = mask_secret_fields(engine)  # job.json holds no credential, and a rotated one does not block a resume
     # Kept partition values are output columns that no file's content holds (a file moved to another date=...).
     partitions = {"input.partitions": [[str(f.path), [dict(f.partition).get(name) for name in files.partition_columns]]
                                        for f in files.files]} if files.partition_columns else {}

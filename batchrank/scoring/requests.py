@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from batchrank.redact import mask_secret_fields
 from batchrank.scoring import engine as vllm_engine
 from batchrank.scoring.in_engine import ChunkInEngine, InEngine
 
@@ -54,7 +55,7 @@ class EngineRequests:
     def describe(self) -> dict[str, Any]:
         return {
             "max_model_len": self.max_model_len,
-            "engine_arguments": self.arguments,
+            "engine_arguments": mask_secret_fields(self.arguments),  # run.json: hf_token and the like masked
             "engine_start_seconds": round(self.start_seconds, 2),
             # Prompt tokens served from the prefix cache (whole cache blocks only), over all prompt tokens sent.
             "prefix_cache_hit_share": round(self.cached_tokens / self.prompt_tokens, 4) if self.prompt_tokens else 0.0,
