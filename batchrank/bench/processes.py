@@ -64,8 +64,8 @@ def run_measured(command: list[str], log: Path, timeout: float | None, cwd: Path
                  on_tick: Callable[[float, int], None] | None = None) -> ProcessRun:
     """Run `command` in a session of its own, stdout and stderr to `log`, sampling its memory; at the end (or at
     its timeout) kill its whole process group, so whatever it left behind (vLLM's engine core, Ray's raylet and
-    actors) goes with it, then wait for the GPU's memory to come back. `on_tick(seconds so far)` is called every
-    0.2 s while it runs (to watch its output, or to kill one of its workers)."""
+    actors) goes with it, then wait for the GPU's memory to come back. `on_tick(seconds so far, its pid)` is called
+    every 0.2 s while it runs (to watch its output, or to kill one of its workers)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     baseline = gpu_memory_used_mib()
     started = time.perf_counter()
