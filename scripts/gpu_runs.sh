@@ -307,6 +307,7 @@ local_diagnosis() {  # one short local-executor run through the CLI; its engine 
 summary() {  # the entry's rows, short: bench (dataset, system, pairs, pairs/s, vs best, vs one call, % computed floor,
              # hits), compare_runs, memory_run and profile_step tables
   local md
+  case $1 in gpu-suite-*) [ -f "$OUT/gpu-suite-live.md" ] && grep -h '^## ' "$OUT/gpu-suite-live.md"; return ;; esac
   for md in "$OUT/$1.md" "$OUT/$1"-*.md; do [ -f "$md" ] && summary_of "$md"; done
   [ -f "$OUT/$1.md" ] || echo "(no $OUT/$1.md)"
 }
