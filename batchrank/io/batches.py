@@ -86,7 +86,7 @@ def _columns_used(columns: list[pl.Expr | str]) -> set[str] | None:
 def _file_batches(path: StoragePath, columns: list[str], sizer: BatchSizer) -> Iterator[pa.RecordBatch]:
     try:
         with path.open_input_file() as handle:
-            parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+            parquet = _streamed(handle)
             footer = parquet.metadata
             for groups in _runs_of_groups(footer):
                 if not sizer.row_bytes:
@@ -121,6 +121,11 @@ def _runs_of_groups(footer: pq.FileMetaData) -> Iterator[list[int]]:
         yield run
 
 
+def _streamed(handle: pa.NativeFile) -> pq.ParquetFile:
+    """A Parquet file read page by page: no pre-buffering of whole column chunks, READ_BUFFER_BYTES per column."""
+    return pq.ParquetFile(handle, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+
+
 def _checked(batch: pa.RecordBatch) -> pa.RecordBatch:
     batch.validate(full=True)  # text that is not UTF-8 is refused here: polars takes Arrow strings as they are
     return batch
@@ -137,9 +142,8 @@ def describe_unreadable(path: StoragePath, columns: list[str], error: BaseExcept
     for column in columns:
         try:
             with path.open_input_file() as handle:
-                parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
-                for batch in parquet.iter_batches(batch_size=_PROBE_ROWS, columns=[column]):
-                    batch.validate(full=True)
+                for batch in _streamed(handle).iter_batches(batch_size=_PROBE_ROWS, columns=[column]):
+                    _checked(batch)
         except (pa.ArrowException, OSError) as column_error:
             reason = str(column_error).splitlines()[0]
             return f"{path}: column {column!r} cannot be read ({reason}); the file is corrupt or not UTF-8 text"
